@@ -1,0 +1,33 @@
+"""Schemathesis hooks for scripts/test (schemathesis 4.x).
+
+Loaded through the SCHEMATHESIS_HOOKS environment variable; the check below is enabled by
+naming it in `--checks`.
+"""
+
+import schemathesis
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def _header(headers, name):
+    """First value of a header; schemathesis 4 gives lower-cased names with list values."""
+    value = headers.get(name.lower())
+    if value is None:
+        value = headers.get(name)
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    return value
+
+
+@schemathesis.check
+def client_errors_are_problem_json(ctx, response, case):
+    """Every 4xx answer is an RFC 9457 problem document (Content-Type application/problem+json)."""
+    if not 400 <= response.status_code < 500:
+        return None
+    content_type = _header(response.headers, "content-type")
+    if content_type is None or not content_type.strip().lower().startswith(PROBLEM_JSON):
+        raise AssertionError(
+            f"{response.status_code} answered with Content-Type {content_type!r}, "
+            f"expected {PROBLEM_JSON}"
+        )
+    return None

@@ -1,0 +1,52 @@
+//! The REST API: one module per resource, merged here into one router.
+
+pub mod control_planes;
+pub mod declarative;
+pub mod entities;
+pub mod extract;
+pub mod health;
+pub mod organizations;
+pub mod schemas;
+pub mod tokens;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::{Json, Router};
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Largest JSON body of an ordinary API call.
+pub const MAX_JSON_BYTES: usize = 2 * 1024 * 1024;
+
+/// The whole HTTP API over the given state.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(organizations::router())
+        .merge(tokens::router())
+        .merge(control_planes::router())
+        .merge(entities::router())
+        .merge(schemas::router())
+        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
+        // Mounted after the limit above so its own, larger limit applies.
+        .merge(declarative::router())
+        .route("/openapi.json", get(openapi_json))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn openapi_json() -> Json<serde_json::Value> {
+    Json(crate::openapi::document_json())
+}
+
+async fn not_found(uri: http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no API resource at {}", uri.path()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

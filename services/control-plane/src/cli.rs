@@ -1,0 +1,183 @@
+//! The `fleetgate` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::server::{self, ServerSettings};
+use crate::store::Role;
+
+/// Fleetgate control plane: manages gateway configuration and the data-plane nodes that run it.
+#[derive(Debug, Parser)]
+#[command(name = "fleetgate", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the control plane.
+    Serve(ServeArgs),
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Set up a ready-to-use local control plane (SQLite in the data dir) and run it.
+    Quickstart(QuickstartArgs),
+}
+
+/// Where the control plane keeps its state.
+#[derive(Debug, Args)]
+struct StoreArgs {
+    /// Directory for the embedded database and generated keys.
+    #[arg(long, env = "FLEETGATE_DATA_DIR", default_value = "./fleetgate-data")]
+    data_dir: PathBuf,
+    /// Database URL (`postgres://…` or `sqlite://…`); default: a SQLite file in the data dir.
+    #[arg(long, env = "FLEETGATE_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address the REST API listens on.
+    #[arg(long, env = "FLEETGATE_API_LISTEN", default_value = "127.0.0.1:8080")]
+    api_listen: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+struct QuickstartArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address the REST API listens on.
+    #[arg(long, env = "FLEETGATE_API_LISTEN", default_value = "127.0.0.1:8080")]
+    api_listen: SocketAddr,
+    /// Name of the organisation to create.
+    #[arg(long, env = "FLEETGATE_QUICKSTART_ORG", default_value = "default")]
+    org: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create an API token and print it once (only its hash is stored).
+    Create(TokenCreateArgs),
+}
+
+#[derive(Debug, Args)]
+struct TokenCreateArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Organisation the token belongs to (created if it does not exist).
+    #[arg(long, env = "FLEETGATE_TOKEN_ORG")]
+    org: String,
+    /// What the token may do.
+    #[arg(
+        long,
+        env = "FLEETGATE_TOKEN_ROLE",
+        value_enum,
+        default_value = "admin"
+    )]
+    role: RoleArg,
+    /// A name to tell the token apart.
+    #[arg(long, env = "FLEETGATE_TOKEN_NAME", default_value = "cli")]
+    name: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Admin,
+    Viewer,
+    Operator,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Viewer => Role::Viewer,
+            RoleArg::Operator => Role::Operator,
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLEETGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Parses the command line and runs it; errors are one line on stderr and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fleetgate: start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fleetgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            server::serve(ServerSettings {
+                data_dir: args.store.data_dir,
+                database_url: args.store.database_url,
+                api_listen: args.api_listen,
+            })
+            .await
+        }
+        Command::Token {
+            command: TokenCommand::Create(args),
+        } => {
+            let org_name = args.org.trim();
+            anyhow::ensure!(!org_name.is_empty(), "--org must not be empty");
+            let store =
+                server::open_store(&args.store.data_dir, args.store.database_url.as_deref())
+                    .await?;
+            let org = store
+                .ensure_organization(org_name)
+                .await
+                .context("create the organization")?;
+            let issued =
+                crate::auth::issue_token(&store, org.id, &args.name, args.role.into(), None)
+                    .await
+                    .context("store the token")?;
+            store.close().await;
+            println!("{}", issued.secret);
+            Ok(())
+        }
+        Command::Quickstart(args) => {
+            crate::quickstart::run(crate::quickstart::QuickstartSettings {
+                server: ServerSettings {
+                    data_dir: args.store.data_dir,
+                    database_url: args.store.database_url,
+                    api_listen: args.api_listen,
+                },
+                org: args.org,
+            })
+            .await
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Fleetgate's control plane: the REST API people and tools drive, its store, and the config
+//! snapshots data-plane nodes receive.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod error;
+pub mod openapi;
+pub mod quickstart;
+pub mod server;
+pub mod snapshot;
+pub mod state;
+pub mod store;
+
+pub use api::app;
+pub use state::{ApiSettings, AppState};
+pub use store::Store;

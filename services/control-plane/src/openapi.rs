@@ -1,0 +1,505 @@
+//! The OpenAPI document, generated from the code: the request/response types derive their
+//! schemas, and the operations are listed here next to the routers they describe. A test
+//! keeps `api-spec/openapi.yaml` equal to this output.
+
+use std::collections::BTreeMap;
+
+use fleetgate_config::{
+    Certificate, Consumer, EntityKind, FieldError, KeyAuthCredential, Plugin, Route, Service, Sni,
+    Target, Upstream,
+};
+use utoipa::openapi::path::{
+    HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn, PathItemBuilder,
+};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref,
+    RefOr, Required, ResponseBuilder, Schema,
+};
+use utoipa::ToSchema;
+
+use crate::api::control_planes::{ControlPlane, CreateControlPlane, UpdateControlPlane};
+use crate::api::declarative::ImportResult;
+use crate::api::entities::collection_path;
+use crate::api::extract::PageMeta;
+use crate::api::tokens::{CreateToken, CreatedToken};
+use crate::error::Problem;
+use crate::store::{Organization, TokenRecord};
+
+fn schema_ref(name: &str) -> RefOr<Schema> {
+    RefOr::Ref(Ref::from_schema_name(name))
+}
+
+fn string_schema() -> RefOr<Schema> {
+    ObjectBuilder::new().schema_type(Type::String).into()
+}
+
+fn page_of(item: RefOr<Schema>) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .property("data", ArrayBuilder::new().items(item))
+        .required("data")
+        .property("meta", schema_ref("PageMeta"))
+        .required("meta")
+        .into()
+}
+
+fn any_object() -> RefOr<Schema> {
+    ObjectBuilder::new().schema_type(Type::Object).into()
+}
+
+/// One documented operation, built with a few chained calls.
+struct Op {
+    method: HttpMethod,
+    path: String,
+    builder: OperationBuilder,
+    authenticated: bool,
+}
+
+impl Op {
+    fn new(method: HttpMethod, path: &str, id: &str, summary: &str, tag: &str) -> Self {
+        let mut builder = OperationBuilder::new()
+            .operation_id(Some(id))
+            .summary(Some(summary))
+            .tag(tag);
+        for segment in path.split('/') {
+            if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                builder = builder.parameter(
+                    ParameterBuilder::new()
+                        .name(name)
+                        .parameter_in(ParameterIn::Path)
+                        .required(Required::True)
+                        .schema(Some(string_schema())),
+                );
+            }
+        }
+        Op {
+            method,
+            path: path.to_string(),
+            builder,
+            authenticated: true,
+        }
+    }
+
+    fn public(mut self) -> Self {
+        self.authenticated = false;
+        self
+    }
+
+    fn paged(mut self) -> Self {
+        for (name, description) in [
+            ("page[size]", "Items per page, 1 to 1000 (default 100)."),
+            (
+                "page[after]",
+                "Cursor from `meta.page.next_cursor` of the previous page.",
+            ),
+        ] {
+            self.builder = self.builder.parameter(
+                ParameterBuilder::new()
+                    .name(name)
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::False)
+                    .description(Some(description))
+                    .schema(Some(string_schema())),
+            );
+        }
+        self
+    }
+
+    fn body(mut self, media: &str, schema: RefOr<Schema>) -> Self {
+        self.builder = self.builder.request_body(Some(
+            RequestBodyBuilder::new()
+                .content(media, ContentBuilder::new().schema(Some(schema)).build())
+                .required(Some(Required::True))
+                .build(),
+        ));
+        self
+    }
+
+    fn json_body(self, schema: RefOr<Schema>) -> Self {
+        self.body("application/json", schema)
+    }
+
+    fn ok(mut self, status: &str, description: &str, schema: Option<RefOr<Schema>>) -> Self {
+        let mut response = ResponseBuilder::new().description(description);
+        if let Some(schema) = schema {
+            response = response.content(
+                "application/json",
+                ContentBuilder::new().schema(Some(schema)).build(),
+            );
+        }
+        self.builder = self.builder.response(status, response.build());
+        self
+    }
+
+    fn build(self) -> (String, HttpMethod, Operation) {
+        let mut builder = self.builder;
+        let mut problems = vec![("400", "Invalid request")];
+        if self.authenticated {
+            builder = builder.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
+            problems.extend([
+                ("401", "Missing or invalid token"),
+                ("403", "The token's role does not allow this"),
+            ]);
+        }
+        problems.extend([("404", "Not found"), ("409", "Conflict")]);
+        for (status, description) in problems {
+            builder = builder.response(
+                status,
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/problem+json",
+                        ContentBuilder::new()
+                            .schema(Some(schema_ref("Problem")))
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        (self.path, self.method, builder.build())
+    }
+}
+
+fn entity_ops(kind: EntityKind, schema: &str, base: &str, tag: &str, ops: &mut Vec<Op>) {
+    let item = format!("{base}/{{entity}}");
+    let one = kind.singular().replace(['-', ' '], "_");
+    let many = kind.collection();
+    let entity = || Some(schema_ref(schema));
+    ops.push(
+        Op::new(
+            HttpMethod::Get,
+            base,
+            &format!("list_{many}"),
+            &format!("List {many}"),
+            tag,
+        )
+        .paged()
+        .ok(
+            "200",
+            "A page of entities",
+            Some(page_of(schema_ref(schema))),
+        ),
+    );
+    ops.push(
+        Op::new(
+            HttpMethod::Post,
+            base,
+            &format!("create_{one}"),
+            &format!("Create a {}", kind.singular()),
+            tag,
+        )
+        .json_body(schema_ref(schema))
+        .ok("201", "Created", entity()),
+    );
+    ops.push(
+        Op::new(
+            HttpMethod::Get,
+            &item,
+            &format!("get_{one}"),
+            &format!("Get a {} by id or name", kind.singular()),
+            tag,
+        )
+        .ok("200", "The entity", entity()),
+    );
+    ops.push(
+        Op::new(
+            HttpMethod::Put,
+            &item,
+            &format!("upsert_{one}"),
+            &format!("Create or replace a {}", kind.singular()),
+            tag,
+        )
+        .json_body(schema_ref(schema))
+        .ok("200", "Replaced", entity())
+        .ok("201", "Created", entity()),
+    );
+    ops.push(
+        Op::new(
+            HttpMethod::Patch,
+            &item,
+            &format!("update_{one}"),
+            &format!("Change fields of a {}", kind.singular()),
+            tag,
+        )
+        .json_body(any_object())
+        .ok("200", "Updated", entity()),
+    );
+    ops.push(
+        Op::new(
+            HttpMethod::Delete,
+            &item,
+            &format!("delete_{one}"),
+            &format!("Delete a {}", kind.singular()),
+            tag,
+        )
+        .ok("204", "Deleted", None),
+    );
+}
+
+fn operations() -> Vec<Op> {
+    let mut ops = vec![
+        Op::new(HttpMethod::Get, "/healthz", "healthz", "Liveness", "health")
+            .public()
+            .ok("200", "Up", Some(any_object())),
+        Op::new(HttpMethod::Get, "/readyz", "readyz", "Readiness", "health")
+            .public()
+            .ok("200", "Ready", Some(any_object())),
+        Op::new(
+            HttpMethod::Get,
+            "/openapi.json",
+            "openapi",
+            "This document",
+            "health",
+        )
+        .public()
+        .ok("200", "The OpenAPI document", Some(any_object())),
+        Op::new(
+            HttpMethod::Get,
+            "/v2/organizations/me",
+            "get_my_organization",
+            "The caller's organization",
+            "organizations",
+        )
+        .ok("200", "The organization", Some(schema_ref("Organization"))),
+        Op::new(
+            HttpMethod::Get,
+            "/v2/organizations",
+            "list_organizations",
+            "Every organization (operators)",
+            "organizations",
+        )
+        .paged()
+        .ok(
+            "200",
+            "A page of organizations",
+            Some(page_of(schema_ref("Organization"))),
+        ),
+        Op::new(
+            HttpMethod::Get,
+            "/v2/tokens",
+            "list_tokens",
+            "List API tokens",
+            "tokens",
+        )
+        .paged()
+        .ok(
+            "200",
+            "A page of tokens",
+            Some(page_of(schema_ref("TokenRecord"))),
+        ),
+        Op::new(
+            HttpMethod::Post,
+            "/v2/tokens",
+            "create_token",
+            "Create an API token (shown once)",
+            "tokens",
+        )
+        .json_body(schema_ref("CreateToken"))
+        .ok("201", "Created", Some(schema_ref("CreatedToken"))),
+        Op::new(
+            HttpMethod::Get,
+            "/v2/tokens/{token_id}",
+            "get_token",
+            "Get a token",
+            "tokens",
+        )
+        .ok("200", "The token", Some(schema_ref("TokenRecord"))),
+        Op::new(
+            HttpMethod::Delete,
+            "/v2/tokens/{token_id}",
+            "delete_token",
+            "Revoke a token",
+            "tokens",
+        )
+        .ok("204", "Revoked", None),
+        Op::new(
+            HttpMethod::Get,
+            "/v2/control-planes",
+            "list_control_planes",
+            "List control planes",
+            "control-planes",
+        )
+        .paged()
+        .ok(
+            "200",
+            "A page of control planes",
+            Some(page_of(schema_ref("ControlPlane"))),
+        ),
+        Op::new(
+            HttpMethod::Post,
+            "/v2/control-planes",
+            "create_control_plane",
+            "Create a control plane",
+            "control-planes",
+        )
+        .json_body(schema_ref("CreateControlPlane"))
+        .ok("201", "Created", Some(schema_ref("ControlPlane"))),
+        Op::new(
+            HttpMethod::Get,
+            "/v2/control-planes/{control_plane_id}",
+            "get_control_plane",
+            "Get a control plane",
+            "control-planes",
+        )
+        .ok("200", "The control plane", Some(schema_ref("ControlPlane"))),
+        Op::new(
+            HttpMethod::Patch,
+            "/v2/control-planes/{control_plane_id}",
+            "update_control_plane",
+            "Change a control plane",
+            "control-planes",
+        )
+        .json_body(schema_ref("UpdateControlPlane"))
+        .ok("200", "Updated", Some(schema_ref("ControlPlane"))),
+        Op::new(
+            HttpMethod::Delete,
+            "/v2/control-planes/{control_plane_id}",
+            "delete_control_plane",
+            "Delete a control plane and its config",
+            "control-planes",
+        )
+        .ok("204", "Deleted", None),
+        Op::new(
+            HttpMethod::Get,
+            "/v2/control-planes/{control_plane_id}/expected-config-hash",
+            "get_expected_config_hash",
+            "Hash of the config data planes will receive",
+            "control-planes",
+        )
+        .ok("200", "The expected hash", Some(any_object())),
+        Op::new(
+            HttpMethod::Get,
+            "/v2/control-planes/{control_plane_id}/declarative-config",
+            "export_declarative_config",
+            "Export the config (Kong declarative format)",
+            "declarative-config",
+        )
+        .ok(
+            "200",
+            "The config as YAML, or JSON when asked with Accept",
+            Some(any_object()),
+        ),
+        Op::new(
+            HttpMethod::Put,
+            "/v2/control-planes/{control_plane_id}/declarative-config",
+            "import_declarative_config",
+            "Replace the whole config (all or nothing)",
+            "declarative-config",
+        )
+        .body("application/yaml", string_schema())
+        .ok("200", "Imported", Some(schema_ref("ImportResult"))),
+        Op::new(
+            HttpMethod::Get,
+            "/v2/control-planes/{control_plane_id}/core-entities/schemas/plugins/{plugin_name}",
+            "get_plugin_schema",
+            "The config schema of a plugin",
+            "core-entities",
+        )
+        .ok("200", "The schema", Some(any_object())),
+    ];
+    for (kind, schema) in [
+        (EntityKind::Service, "Service"),
+        (EntityKind::Route, "Route"),
+        (EntityKind::Consumer, "Consumer"),
+        (EntityKind::Plugin, "Plugin"),
+        (EntityKind::Upstream, "Upstream"),
+        (EntityKind::Target, "Target"),
+        (EntityKind::Certificate, "Certificate"),
+        (EntityKind::Sni, "Sni"),
+    ] {
+        entity_ops(
+            kind,
+            schema,
+            &collection_path(kind),
+            "core-entities",
+            &mut ops,
+        );
+    }
+    entity_ops(
+        EntityKind::KeyAuthCredential,
+        "KeyAuthCredential",
+        "/v2/control-planes/{control_plane_id}/core-entities/consumers/{consumer}/key-auth",
+        "core-entities",
+        &mut ops,
+    );
+    ops
+}
+
+fn add_schema<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+    T::schemas(schemas);
+    schemas.push((T::name().into_owned(), T::schema()));
+}
+
+/// The OpenAPI document of the control-plane API.
+pub fn document() -> OpenApi {
+    let mut paths: BTreeMap<String, Vec<(HttpMethod, Operation)>> = BTreeMap::new();
+    for op in operations() {
+        let (path, method, operation) = op.build();
+        paths.entry(path).or_default().push((method, operation));
+    }
+    let mut paths_builder = PathsBuilder::new();
+    for (path, ops) in paths {
+        let mut item = PathItemBuilder::new();
+        for (method, operation) in ops {
+            item = item.operation(method, operation);
+        }
+        paths_builder = paths_builder.path(path, item.build());
+    }
+    let mut schemas = Vec::new();
+    add_schema::<Problem>(&mut schemas);
+    add_schema::<FieldError>(&mut schemas);
+    add_schema::<PageMeta>(&mut schemas);
+    add_schema::<Organization>(&mut schemas);
+    add_schema::<TokenRecord>(&mut schemas);
+    add_schema::<CreateToken>(&mut schemas);
+    add_schema::<CreatedToken>(&mut schemas);
+    add_schema::<ControlPlane>(&mut schemas);
+    add_schema::<CreateControlPlane>(&mut schemas);
+    add_schema::<UpdateControlPlane>(&mut schemas);
+    add_schema::<ImportResult>(&mut schemas);
+    add_schema::<Service>(&mut schemas);
+    add_schema::<Route>(&mut schemas);
+    add_schema::<Consumer>(&mut schemas);
+    add_schema::<KeyAuthCredential>(&mut schemas);
+    add_schema::<Plugin>(&mut schemas);
+    add_schema::<Upstream>(&mut schemas);
+    add_schema::<Target>(&mut schemas);
+    add_schema::<Certificate>(&mut schemas);
+    add_schema::<Sni>(&mut schemas);
+    let mut components = ComponentsBuilder::new().security_scheme(
+        "bearer",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+    );
+    let sorted: BTreeMap<String, RefOr<Schema>> = schemas.into_iter().collect();
+    for (name, schema) in sorted {
+        components = components.schema(name, schema);
+    }
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("Fleetgate control plane API")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "Manage gateway configuration, control planes and API tokens. Errors are \
+                     application/problem+json (RFC 9457).",
+                ))
+                .build(),
+        )
+        .paths(paths_builder.build())
+        .components(Some(components.build()))
+        .build()
+}
+
+/// The document as JSON (served at `/openapi.json`).
+pub fn document_json() -> serde_json::Value {
+    serde_json::to_value(document()).unwrap_or_default()
+}
+
+/// The document as YAML (checked in as `api-spec/openapi.yaml`).
+pub fn document_yaml() -> anyhow::Result<String> {
+    document()
+        .to_yaml()
+        .map_err(|e| anyhow::anyhow!("render the OpenAPI document as YAML: {e}"))
+}

@@ -1,0 +1,172 @@
+//! `fleetgate quickstart`: a working control plane in one command, on SQLite in the data dir,
+//! with an organisation, an admin token, a demo control plane, service and route.
+
+use std::path::Path;
+
+use anyhow::Context;
+use fleetgate_config::{parse_entity, Route, Service};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::auth::{hash_token, issue_token};
+use crate::server::{self, ServerSettings};
+use crate::state::ApiSettings;
+use crate::store::{ensure_id, EntityWrite, NewControlPlane, Role, Store, StoreError};
+
+/// What quickstart sets up.
+#[derive(Debug, Clone)]
+pub struct QuickstartSettings {
+    /// Where and how the server runs.
+    pub server: ServerSettings,
+    /// Organisation name.
+    pub org: String,
+}
+
+/// Name of the demo control plane.
+pub const DEMO_CONTROL_PLANE: &str = "quickstart";
+/// File in the data dir holding the admin token (owner-only).
+pub const TOKEN_FILE: &str = "admin-token";
+
+/// What quickstart created or found, for printing and tests.
+#[derive(Debug, Clone)]
+pub struct QuickstartResources {
+    /// The admin token.
+    pub token: String,
+    /// The demo control plane.
+    pub control_plane_id: Uuid,
+}
+
+/// Reuses the saved admin token when it is still valid, else issues and saves a new one.
+async fn admin_token(store: &Store, data_dir: &Path, org: Uuid) -> anyhow::Result<String> {
+    let path = data_dir.join(TOKEN_FILE);
+    if let Ok(saved) = std::fs::read_to_string(&path) {
+        let saved = saved.trim().to_string();
+        if let Some(record) = store.token_by_hash(&hash_token(&saved)).await? {
+            if record.organization_id == org {
+                return Ok(saved);
+            }
+        }
+    }
+    let issued = issue_token(store, org, "quickstart", Role::Admin, None).await?;
+    write_private(&path, &issued.secret)?;
+    Ok(issued.secret)
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("open {}", path.display()))?;
+    writeln!(file, "{contents}").with_context(|| format!("write {}", path.display()))?;
+    Ok(())
+}
+
+/// Creates (or finds) the organisation, token, demo control plane, service and route.
+pub async fn provision(
+    store: &Store,
+    data_dir: &Path,
+    org_name: &str,
+) -> anyhow::Result<QuickstartResources> {
+    let org = store
+        .ensure_organization(org_name)
+        .await
+        .context("create the organization")?;
+    let token = admin_token(store, data_dir, org.id)
+        .await
+        .context("issue the admin token")?;
+    let existing = store
+        .list_control_planes(org.id, None, 1000)
+        .await?
+        .into_iter()
+        .find(|cp| cp.name == DEMO_CONTROL_PLANE);
+    let control_plane = match existing {
+        Some(cp) => cp,
+        None => store
+            .create_control_plane(
+                org.id,
+                NewControlPlane {
+                    name: DEMO_CONTROL_PLANE.into(),
+                    description: "Created by fleetgate quickstart".into(),
+                    labels: Default::default(),
+                    cluster_type: "CLUSTER_TYPE_HYBRID".into(),
+                    auth_type: "pinned_client_certs".into(),
+                },
+            )
+            .await
+            .context("create the demo control plane")?,
+    };
+    let cp = control_plane.id;
+    let service = match store
+        .find_entity(org.id, cp, fleetgate_config::EntityKind::Service, "demo")
+        .await
+    {
+        Ok(record) => record.id,
+        Err(StoreError::NotFound(_)) => {
+            let mut service: Service =
+                parse_entity(&json!({"name": "demo", "url": "http://127.0.0.1:9000/"}))
+                    .map_err(|e| anyhow::anyhow!("build the demo service: {e:?}"))?;
+            ensure_id(&mut service);
+            store
+                .create_entity(org.id, cp, EntityWrite::from_entity(&service)?)
+                .await
+                .context("create the demo service")?
+                .id
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Err(StoreError::NotFound(_)) = store
+        .find_entity(org.id, cp, fleetgate_config::EntityKind::Route, "demo")
+        .await
+    {
+        let mut route: Route = parse_entity(&json!({
+            "name": "demo",
+            "paths": ["/demo"],
+            "service": {"id": service},
+        }))
+        .map_err(|e| anyhow::anyhow!("build the demo route: {e:?}"))?;
+        ensure_id(&mut route);
+        store
+            .create_entity(org.id, cp, EntityWrite::from_entity(&route)?)
+            .await
+            .context("create the demo route")?;
+    }
+    Ok(QuickstartResources {
+        token,
+        control_plane_id: cp,
+    })
+}
+
+/// Runs quickstart: provisions, prints ready-to-paste commands, serves until stopped.
+pub async fn run(settings: QuickstartSettings) -> anyhow::Result<()> {
+    let data_dir = settings.server.data_dir.clone();
+    let store = server::open_store(&data_dir, settings.server.database_url.as_deref()).await?;
+    let resources = provision(&store, &data_dir, &settings.org).await?;
+    let running = server::start(store, settings.server.api_listen, ApiSettings::default()).await?;
+    let base = format!("http://{}", running.addr);
+    let token = &resources.token;
+    let cp = resources.control_plane_id;
+    println!(
+        "Fleetgate is running at {base} (data in {dir}).\n\
+         Admin token (also saved in {dir}/{TOKEN_FILE}):\n  {token}\n\n\
+         Try it:\n\
+         export FLEETGATE_TOKEN={token}\n\
+         curl -s -H \"Authorization: Bearer $FLEETGATE_TOKEN\" {base}/v2/organizations/me\n\
+         curl -s -H \"Authorization: Bearer $FLEETGATE_TOKEN\" {base}/v2/control-planes\n\
+         curl -s -H \"Authorization: Bearer $FLEETGATE_TOKEN\" {base}/v2/control-planes/{cp}/core-entities/services\n\
+         curl -s -H \"Authorization: Bearer $FLEETGATE_TOKEN\" -H 'Content-Type: application/json' \
+         -d '{{\"name\":\"orders\",\"url\":\"http://127.0.0.1:9001\"}}' {base}/v2/control-planes/{cp}/core-entities/services\n\
+         curl -s -H \"Authorization: Bearer $FLEETGATE_TOKEN\" {base}/v2/control-planes/{cp}/expected-config-hash\n\
+         curl -s -H \"Authorization: Bearer $FLEETGATE_TOKEN\" {base}/v2/control-planes/{cp}/declarative-config\n\n\
+         Press Ctrl-C to stop.",
+        dir = data_dir.display(),
+    );
+    server::shutdown_signal().await;
+    running.shutdown().await
+}
