@@ -27,8 +27,7 @@ impl ConfigSnapshot {
     /// Builds and hashes a snapshot from a config.
     pub fn build(version: i64, mut config: GatewayConfig) -> Self {
         config.sort_canonical();
-        let canonical = config.canonical_json();
-        let hash = config.hash();
+        let (canonical, hash) = config.canonical_json_and_hash();
         Self {
             version,
             hash,

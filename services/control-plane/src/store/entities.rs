@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use anyhow::Context;
 use fleetgate_config::{Entity, EntityKind, OnDelete, Reference};
-use sqlx::{Any, AnyConnection, QueryBuilder, Row};
+use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use super::organizations::parse_uuid;
@@ -304,6 +304,30 @@ async fn clear_side_rows(
 /// Rows per multi-row INSERT: well under both engines' bind-parameter limits.
 const INSERT_CHUNK: usize = 400;
 
+/// `INSERT INTO … VALUES ($1, $2), ($3, $4), …` for `rows` rows of `columns` values. Written by
+/// hand because sqlx's `QueryBuilder` over the `Any` driver emits `?` placeholders, which
+/// PostgreSQL rejects; `$n` is understood by both engines.
+fn multi_row_insert(head: &str, rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(head.len() + rows * columns * 6);
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for col in 0..columns {
+            if col > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * columns + col + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 async fn insert_side_rows(
     conn: &mut AnyConnection,
     cp: Uuid,
@@ -315,37 +339,45 @@ async fn insert_side_rows(
         .flat_map(|w| w.unique_keys.iter().map(move |(f, v)| (w, *f, v)))
         .collect();
     for chunk in keys.chunks(INSERT_CHUNK) {
-        let mut qb: QueryBuilder<Any> = QueryBuilder::new(
-            "INSERT INTO entity_unique_keys (control_plane_id, kind, field, value, entity_id) ",
+        let sql = multi_row_insert(
+            "INSERT INTO entity_unique_keys (control_plane_id, kind, field, value, entity_id)",
+            chunk.len(),
+            5,
         );
-        qb.push_values(chunk, |mut b, (w, field, value)| {
-            b.push_bind(cp_s.clone())
-                .push_bind(w.kind.collection())
-                .push_bind(*field)
-                .push_bind((*value).clone())
-                .push_bind(w.id.to_string());
-        });
-        qb.build().execute(&mut *conn).await?;
+        let mut query = sqlx::query(&sql);
+        for (w, field, value) in chunk {
+            query = query
+                .bind(cp_s.clone())
+                .bind(w.kind.collection())
+                .bind(*field)
+                .bind((*value).clone())
+                .bind(w.id.to_string());
+        }
+        query.execute(&mut *conn).await?;
     }
     let refs: Vec<_> = writes
         .iter()
         .flat_map(|w| w.references.iter().map(move |r| (w, r)))
         .collect();
     for chunk in refs.chunks(INSERT_CHUNK) {
-        let mut qb: QueryBuilder<Any> = QueryBuilder::new(
+        let sql = multi_row_insert(
             "INSERT INTO entity_references (control_plane_id, from_kind, from_id, field, \
-             to_kind, to_id, on_delete) ",
+             to_kind, to_id, on_delete)",
+            chunk.len(),
+            7,
         );
-        qb.push_values(chunk, |mut b, (w, r)| {
-            b.push_bind(cp_s.clone())
-                .push_bind(w.kind.collection())
-                .push_bind(w.id.to_string())
-                .push_bind(r.field)
-                .push_bind(r.kind.collection())
-                .push_bind(r.id.to_string())
-                .push_bind(on_delete_str(r.on_delete));
-        });
-        qb.build().execute(&mut *conn).await?;
+        let mut query = sqlx::query(&sql);
+        for (w, r) in chunk {
+            query = query
+                .bind(cp_s.clone())
+                .bind(w.kind.collection())
+                .bind(w.id.to_string())
+                .bind(r.field)
+                .bind(r.kind.collection())
+                .bind(r.id.to_string())
+                .bind(on_delete_str(r.on_delete));
+        }
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -595,19 +627,23 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()
             .context("encode entity bodies")?;
         for chunk in bodies.chunks(INSERT_CHUNK) {
-            let mut qb: QueryBuilder<Any> = QueryBuilder::new(
+            let sql = multi_row_insert(
                 "INSERT INTO core_entities (control_plane_id, kind, id, body, created_at, \
-                 updated_at) ",
+                 updated_at)",
+                chunk.len(),
+                6,
             );
-            qb.push_values(chunk, |mut b, (w, body)| {
-                b.push_bind(cp_s.clone())
-                    .push_bind(w.kind.collection())
-                    .push_bind(w.id.to_string())
-                    .push_bind(body.clone())
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            qb.build().execute(&mut *tx).await?;
+            let mut query = sqlx::query(&sql);
+            for (w, body) in chunk {
+                query = query
+                    .bind(cp_s.clone())
+                    .bind(w.kind.collection())
+                    .bind(w.id.to_string())
+                    .bind(body.clone())
+                    .bind(now)
+                    .bind(now);
+            }
+            query.execute(&mut *tx).await?;
         }
         insert_side_rows(&mut tx, cp, &writes).await?;
         let version: i64 = sqlx::query("SELECT config_version FROM control_planes WHERE id = $1")

@@ -98,6 +98,11 @@ impl Reply {
 
 impl TestApp {
     pub async fn start() -> Self {
+        // Server-side errors (e.g. the cause of a 500) show up in the failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("warn,fleetgate_control_plane=info")
+            .with_test_writer()
+            .try_init();
         let dir = tempfile::tempdir().expect("create a temp dir");
         let database_url = fresh_database_url(dir.path()).await;
         let store = Store::connect(&database_url).await.expect("open the store");
