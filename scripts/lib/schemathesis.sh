@@ -23,7 +23,8 @@ fg_server_start() {
     fi
     FG_SERVER_LOG="$data_dir.server.log"
     mkdir -p "$data_dir"
-    "$FG_BIN" serve --data-dir "$data_dir" --api-listen "127.0.0.1:$port" "${db_args[@]}" \
+    # NO_COLOR: plain log lines in the file (tracing-subscriber honours it).
+    NO_COLOR=1 "$FG_BIN" serve --data-dir "$data_dir" --api-listen "127.0.0.1:$port" "${db_args[@]}" \
         </dev/null >"$FG_SERVER_LOG" 2>&1 &
     FG_SERVER_PID=$!
 
