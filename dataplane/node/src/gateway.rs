@@ -1,0 +1,323 @@
+//! The running gateway: the current config compiled into a router, plugins, balancers and
+//! certificates — an immutable snapshot behind an `ArcSwap`. Requests load the snapshot once
+//! and finish on it even if a new one is swapped in meanwhile.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use fleetgate_config::declarative::{self, DeclarativeError};
+use fleetgate_config::{ConfigHash, EntityKind, GatewayConfig, Protocol, EMPTY_CONFIG_HASH};
+use fleetgate_plugins::{PluginSet, RateLimitCounters};
+use fleetgate_router::Router;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::balancer::{Balancer, HealthRegistry};
+use crate::metrics::Metrics;
+use crate::tls::CertificateIndex;
+
+/// Where the running config came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfigSource {
+    /// Pushed by the control plane.
+    Cp,
+    /// The on-disk cache of an earlier push.
+    Cache,
+    /// The `declarative_config` file.
+    Declarative,
+    /// Fallback storage.
+    Fallback,
+    /// Nothing loaded: every request gets 404.
+    Empty,
+}
+
+/// A service as the proxy uses it.
+#[derive(Debug)]
+pub struct ServiceRuntime {
+    /// Service id.
+    pub id: Uuid,
+    /// `http` or `https` towards the upstream.
+    pub protocol: Protocol,
+    /// Host (or upstream name).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Path prefix sent upstream.
+    pub path: Option<String>,
+    /// Extra attempts on safe failures.
+    pub retries: u16,
+    /// TCP connect limit.
+    pub connect_timeout: Duration,
+    /// Limit between reads from the upstream.
+    pub read_timeout: Duration,
+    /// Limit between writes to the upstream.
+    pub write_timeout: Duration,
+    /// Disabled services answer 503 like Kong does for them… Kong removes their routes;
+    /// we keep the flag and answer 404.
+    pub enabled: bool,
+    /// The balancer when `host` names an upstream.
+    pub balancer: Option<Arc<Balancer>>,
+}
+
+/// One compiled config version.
+pub struct CompiledConfig {
+    /// Hash of the config.
+    pub hash: ConfigHash,
+    /// Where it came from.
+    pub source: ConfigSource,
+    /// When it was applied.
+    pub applied_at: SystemTime,
+    /// Entity counts, for `/status`.
+    pub counts: BTreeMap<&'static str, usize>,
+    /// The router.
+    pub router: Router,
+    /// The plugins.
+    pub plugins: PluginSet,
+    /// Services by id.
+    pub services: HashMap<Uuid, ServiceRuntime>,
+    /// HTTPS certificates by server name.
+    pub certificates: CertificateIndex,
+}
+
+impl std::fmt::Debug for CompiledConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledConfig")
+            .field("hash", &self.hash)
+            .field("source", &self.source)
+            .field("counts", &self.counts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a config could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The file could not be read.
+    #[error("{path}: {reason}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The YAML is broken.
+    #[error("{path}: line {line}, column {column}: {message}")]
+    Syntax {
+        /// The file.
+        path: String,
+        /// Line.
+        line: usize,
+        /// Column.
+        column: usize,
+        /// Parser message.
+        message: String,
+    },
+    /// Fields are invalid.
+    #[error("{path}: {}", .errors.join("; "))]
+    Invalid {
+        /// The file (or "config").
+        path: String,
+        /// `field: reason` entries.
+        errors: Vec<String>,
+    },
+    /// Compiling failed (router, plugins, certificates).
+    #[error("{0:#}")]
+    Compile(anyhow::Error),
+}
+
+/// The gateway state shared by every connection.
+pub struct Gateway {
+    current: ArcSwap<CompiledConfig>,
+    /// Proxy metrics.
+    pub metrics: Metrics,
+    counters: Arc<RateLimitCounters>,
+    health: Arc<HealthRegistry>,
+    loaded: AtomicBool,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("current", &self.current.load().hash)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// A gateway running the empty config (404 for everything).
+    pub fn new() -> anyhow::Result<Arc<Self>> {
+        let counters = Arc::new(RateLimitCounters::new());
+        let health = Arc::new(HealthRegistry::default());
+        let empty = compile(
+            GatewayConfig::default(),
+            ConfigSource::Empty,
+            &counters,
+            &health,
+        )
+        .map_err(|e| anyhow::anyhow!("compile the empty config: {e}"))?;
+        Ok(Arc::new(Self {
+            current: ArcSwap::from_pointee(empty),
+            metrics: Metrics::default(),
+            counters,
+            health,
+            loaded: AtomicBool::new(false),
+        }))
+    }
+
+    /// The current compiled config; hold it for the whole request.
+    pub fn current(&self) -> Arc<CompiledConfig> {
+        self.current.load_full()
+    }
+
+    /// Whether any config (even an explicitly empty one) has been loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Marks the gateway ready with whatever it runs (used when no source exists at all).
+    pub fn mark_loaded(&self) {
+        self.loaded.store(true, Ordering::Release);
+    }
+
+    /// Compiles `config` off to the side and swaps it in; the running config stays on error.
+    pub fn apply(
+        &self,
+        config: GatewayConfig,
+        source: ConfigSource,
+    ) -> Result<ConfigHash, ApplyError> {
+        let compiled = compile(config, source, &self.counters, &self.health);
+        match compiled {
+            Ok(compiled) => {
+                let hash = compiled.hash.clone();
+                self.current.store(Arc::new(compiled));
+                self.loaded.store(true, Ordering::Release);
+                self.metrics.config_outcome(true);
+                tracing::info!(%hash, ?source, "config applied");
+                Ok(hash)
+            }
+            Err(e) => {
+                self.metrics.config_outcome(false);
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads, validates and applies a Kong-format declarative file.
+    pub fn apply_declarative_file(&self, path: &Path) -> Result<ConfigHash, ApplyError> {
+        let config = read_declarative(path)?;
+        self.apply(config, ConfigSource::Declarative)
+    }
+}
+
+/// Parses a declarative file into a validated config, naming file, line and field on error.
+pub fn read_declarative(path: &Path) -> Result<GatewayConfig, ApplyError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ApplyError::Read {
+        path: shown.clone(),
+        reason: e.to_string(),
+    })?;
+    declarative::import(&text).map_err(|e| match e {
+        DeclarativeError::Syntax {
+            line,
+            column,
+            message,
+        } => ApplyError::Syntax {
+            path: shown,
+            line,
+            column,
+            message,
+        },
+        DeclarativeError::Invalid(errors) => ApplyError::Invalid {
+            path: shown,
+            errors: errors
+                .into_iter()
+                .map(|e| format!("{}: {}", e.field, e.reason))
+                .collect(),
+        },
+    })
+}
+
+/// Builds every runtime structure of a config. Pure apart from the shared counters and health.
+pub fn compile(
+    mut config: GatewayConfig,
+    source: ConfigSource,
+    counters: &Arc<RateLimitCounters>,
+    health: &Arc<HealthRegistry>,
+) -> Result<CompiledConfig, ApplyError> {
+    config.sort_canonical();
+    let hash = if config.is_empty() {
+        ConfigHash(EMPTY_CONFIG_HASH.to_string())
+    } else {
+        config.hash()
+    };
+    let router = Router::build(&config)
+        .map_err(|e| ApplyError::Compile(anyhow::Error::new(e).context("build the router")))?;
+    let plugins = PluginSet::build(&config, counters.clone())
+        .map_err(|e| ApplyError::Compile(anyhow::anyhow!("build the plugins: {e}")))?;
+    let certificates = CertificateIndex::build(&config)
+        .context("load the certificates")
+        .map_err(ApplyError::Compile)?;
+    let mut targets_of: HashMap<Uuid, Vec<(&str, u16)>> = HashMap::new();
+    for target in &config.targets {
+        if let Some(up) = &target.upstream {
+            targets_of
+                .entry(up.id)
+                .or_default()
+                .push((target.target.as_str(), target.weight));
+        }
+    }
+    let balancers: HashMap<String, Arc<Balancer>> = config
+        .upstreams
+        .iter()
+        .map(|u| {
+            let targets = targets_of.get(&u.id).map(Vec::as_slice).unwrap_or(&[]);
+            (
+                u.name.to_ascii_lowercase(),
+                Arc::new(Balancer::new(u, targets, health.clone())),
+            )
+        })
+        .collect();
+    let ms = |v: u32| Duration::from_millis(u64::from(v));
+    let services = config
+        .services
+        .iter()
+        .map(|s| {
+            (
+                s.id,
+                ServiceRuntime {
+                    id: s.id,
+                    protocol: s.protocol,
+                    host: s.host.clone(),
+                    port: s.port,
+                    path: s.path.clone(),
+                    retries: s.retries,
+                    connect_timeout: ms(s.connect_timeout),
+                    read_timeout: ms(s.read_timeout),
+                    write_timeout: ms(s.write_timeout),
+                    enabled: s.enabled,
+                    balancer: balancers.get(&s.host.to_ascii_lowercase()).cloned(),
+                },
+            )
+        })
+        .collect();
+    let counts = EntityKind::ALL
+        .iter()
+        .map(|k| (k.collection(), config.count(*k)))
+        .collect();
+    Ok(CompiledConfig {
+        hash,
+        source,
+        applied_at: SystemTime::now(),
+        counts,
+        router,
+        plugins,
+        services,
+        certificates,
+    })
+}

@@ -1,0 +1,465 @@
+//! The proxy path: route, run plugins, pick a target, forward with streaming bodies, map
+//! failures to Kong's JSON errors, and count everything.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fleetgate_plugins::{AccessOutcome, AccessRequest};
+use fleetgate_router::{upstream_path, RequestFacts, Scheme};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::balancer::{Balancer, BalancerTarget, Outcome};
+use crate::gateway::{CompiledConfig, Gateway, ServiceRuntime};
+use crate::metrics::UpstreamError;
+
+/// Errors of a proxied body.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Body type used in both directions.
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// What the proxy knows about the downstream connection.
+#[derive(Debug, Clone)]
+pub struct Downstream {
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// The local port the request arrived on (for X-Forwarded-Port).
+    pub local_port: u16,
+    /// Whether the connection is TLS.
+    pub https: bool,
+    /// SNI sent by the client, for TLS connections.
+    pub sni: Option<String>,
+}
+
+/// Pooled upstream HTTP clients, one per distinct connect timeout (the connector owns it).
+#[derive(Debug, Default)]
+pub struct UpstreamClients {
+    by_connect_timeout: Mutex<HashMap<Duration, Client<HttpConnector, ProxyBody>>>,
+}
+
+impl UpstreamClients {
+    fn client(&self, connect_timeout: Duration) -> Client<HttpConnector, ProxyBody> {
+        let mut map = self
+            .by_connect_timeout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.entry(connect_timeout)
+            .or_insert_with(|| {
+                let mut connector = HttpConnector::new();
+                connector.set_connect_timeout(Some(connect_timeout));
+                connector.set_nodelay(true);
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .pool_max_idle_per_host(512)
+                    .build(connector)
+            })
+            .clone()
+    }
+}
+
+/// A JSON error answer like Kong's: `{"message": "..."}`.
+pub fn json_error(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({ "message": message }).to_string();
+    let mut response = Response::new(full(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
+}
+
+/// A complete body.
+pub fn full(bytes: Bytes) -> ProxyBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers named by Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
+/// Handles one request end to end; never fails (errors become Kong-style JSON answers).
+pub async fn handle(
+    gateway: Arc<Gateway>,
+    clients: Arc<UpstreamClients>,
+    downstream: Downstream,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let start = Instant::now();
+    let config = gateway.current();
+    let response = proxy(&gateway, &config, &clients, &downstream, req).await;
+    gateway
+        .metrics
+        .record(response.status().as_u16(), start.elapsed());
+    response
+}
+
+fn request_host(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default()
+}
+
+async fn proxy(
+    gateway: &Gateway,
+    config: &CompiledConfig,
+    clients: &UpstreamClients,
+    downstream: &Downstream,
+    mut req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let host = request_host(&req);
+    let path = req.uri().path().to_string();
+    let scheme = if downstream.https {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
+    let matched = config.router.find(&RequestFacts {
+        method: req.method().as_str(),
+        host: &host,
+        path: &path,
+        scheme,
+        headers: req.headers(),
+        sni: downstream.sni.as_deref(),
+    });
+    let Some(matched) = matched else {
+        return json_error(StatusCode::NOT_FOUND, "no Route matched with those values");
+    };
+    let route = matched.route;
+    let service = matched
+        .service_id
+        .and_then(|id| config.services.get(&id))
+        .filter(|s| s.enabled);
+    let Some(service) = service else {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no Service found with those values",
+        );
+    };
+    let upstream_path_str = upstream_path(&path, &matched, service.path.as_deref());
+    let preserve_host = route.preserve_host;
+    let route_id = matched.route_id;
+
+    // Access phase: plugins may answer directly or change headers and query.
+    let mut query = req.uri().query().map(str::to_string);
+    let method = req.method().clone();
+    let outcome = config.plugins.access(&mut AccessRequest {
+        route_id: Some(route_id),
+        service_id: Some(service.id),
+        method: &method,
+        headers: req.headers_mut(),
+        query: &mut query,
+        client_ip: downstream.remote.ip(),
+        path: &path,
+        scheme_is_https: downstream.https,
+    });
+    let plugin_ctx = match outcome {
+        AccessOutcome::Continue(ctx) => ctx,
+        AccessOutcome::Respond(response, ctx) => {
+            let (mut parts, body) = response.into_parts();
+            config.plugins.response(&ctx, &mut parts.headers);
+            return Response::from_parts(parts, full(body));
+        }
+    };
+
+    let upgrade = is_upgrade(req.headers());
+    let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    let upgrade_value = parts.headers.get(header::UPGRADE).cloned();
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(value) = upgrade_value.filter(|_| upgrade) {
+        parts.headers.insert(header::UPGRADE, value);
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    add_forwarded_headers(&mut parts.headers, downstream, &host);
+
+    let retryable_body = !has_body(&parts.headers);
+    let mut body = Some(match plugin_ctx.max_body_bytes {
+        Some(limit) => Limited::new(body, limit as usize).boxed(),
+        None => body.map_err(|e| Box::new(e) as BoxError).boxed(),
+    });
+    let client = clients.client(service.connect_timeout);
+    let attempts = 1 + usize::from(service.retries);
+    let mut last_error = (
+        StatusCode::BAD_GATEWAY,
+        "An invalid response was received from the upstream server",
+    );
+    for attempt in 0..attempts {
+        let target = match pick(service) {
+            Ok(t) => t,
+            Err(()) => {
+                gateway
+                    .metrics
+                    .upstream_error(UpstreamError::NoHealthyTarget);
+                return json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "failure to get a peer from the ring-balancer",
+                );
+            }
+        };
+        let Some(this_body) = body
+            .take()
+            .or_else(|| retryable_body.then(|| full(Bytes::new())))
+        else {
+            break;
+        };
+        let uri = match upstream_uri(&target, &upstream_path_str, query.as_deref()) {
+            Ok(uri) => uri,
+            Err(_) => return json_error(StatusCode::BAD_GATEWAY, "invalid upstream address"),
+        };
+        let mut upstream_req = Request::from_parts(parts.clone(), this_body);
+        *upstream_req.uri_mut() = uri;
+        *upstream_req.version_mut() = http::Version::HTTP_11;
+        let host_header = if preserve_host && !host.is_empty() {
+            HeaderValue::from_str(&host).ok()
+        } else {
+            HeaderValue::from_str(&target.host_header()).ok()
+        };
+        if let Some(h) = host_header {
+            upstream_req.headers_mut().insert(header::HOST, h);
+        }
+        let sent = tokio::time::timeout(service.read_timeout, client.request(upstream_req)).await;
+        match sent {
+            Ok(Ok(mut response)) => {
+                target.report(Outcome::Status(response.status().as_u16()));
+                if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    if let Some(down) = downstream_upgrade {
+                        let up = hyper::upgrade::on(&mut response);
+                        tokio::spawn(async move {
+                            if let (Ok(down), Ok(up)) = (down.await, up.await) {
+                                let mut down = TokioIo::new(down);
+                                let mut up = TokioIo::new(up);
+                                let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                            }
+                        });
+                    }
+                    let (parts, _) = response.into_parts();
+                    return Response::from_parts(parts, full(Bytes::new()));
+                }
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                parts
+                    .headers
+                    .append(header::VIA, HeaderValue::from_static("1.1 fleetgate"));
+                config.plugins.response(&plugin_ctx, &mut parts.headers);
+                let body = body.map_err(|e| Box::new(e) as BoxError).boxed();
+                return Response::from_parts(parts, body);
+            }
+            Ok(Err(err)) => {
+                if error_chain_has::<http_body_util::LengthLimitError>(&err) {
+                    return json_error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "Request size limit exceeded",
+                    );
+                }
+                if err.is_connect() {
+                    target.report(Outcome::TcpFailure);
+                    gateway.metrics.upstream_error(UpstreamError::Connect);
+                    tracing::debug!(target = %target.address(), error = %err, "upstream connect failed");
+                    last_error = (
+                        StatusCode::BAD_GATEWAY,
+                        "An invalid response was received from the upstream server",
+                    );
+                    // Nothing reached the upstream: safe to retry whatever the method.
+                    if body.is_none() && !retryable_body {
+                        break;
+                    }
+                    continue;
+                }
+                gateway.metrics.upstream_error(UpstreamError::Protocol);
+                last_error = (
+                    StatusCode::BAD_GATEWAY,
+                    "An invalid response was received from the upstream server",
+                );
+                if !(is_idempotent(&method) && retryable_body) || attempt + 1 == attempts {
+                    break;
+                }
+            }
+            Err(_) => {
+                target.report(Outcome::Timeout);
+                gateway.metrics.upstream_error(UpstreamError::Timeout);
+                last_error = (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "The upstream server is timed out",
+                );
+                if !(is_idempotent(&method) && retryable_body) {
+                    break;
+                }
+            }
+        }
+    }
+    json_error(last_error.0, last_error.1)
+}
+
+fn error_chain_has<E: std::error::Error + 'static>(
+    err: &(dyn std::error::Error + 'static),
+) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if e.is::<E>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Where one attempt goes: a balancer target or the service's own host.
+enum Target<'a> {
+    Balanced(&'a Balancer, &'a BalancerTarget),
+    Direct(&'a ServiceRuntime),
+}
+
+impl Target<'_> {
+    fn address(&self) -> String {
+        match self {
+            Target::Balanced(_, t) => t.address.clone(),
+            Target::Direct(s) => format!("{}:{}", s.host, s.port),
+        }
+    }
+
+    fn host_header(&self) -> String {
+        match self {
+            Target::Balanced(b, t) => b
+                .host_header
+                .clone()
+                .unwrap_or_else(|| with_port(&t.host, t.port)),
+            Target::Direct(s) => with_port(&s.host, s.port),
+        }
+    }
+
+    fn report(&self, outcome: Outcome) {
+        if let Target::Balanced(b, t) = self {
+            b.report(t, outcome);
+        }
+    }
+}
+
+fn with_port(host: &str, port: u16) -> String {
+    if port == 80 || port == 443 {
+        host.to_string()
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+fn pick(service: &ServiceRuntime) -> Result<Target<'_>, ()> {
+    match &service.balancer {
+        Some(b) => b.pick().map(|t| Target::Balanced(b, t)).ok_or(()),
+        None => Ok(Target::Direct(service)),
+    }
+}
+
+fn upstream_uri(target: &Target<'_>, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+    let path_and_query = match query {
+        Some(q) if !q.is_empty() => format!("{path}?{q}"),
+        _ => path.to_string(),
+    };
+    let authority = match target {
+        Target::Balanced(_, t) if t.host.contains(':') => format!("[{}]:{}", t.host, t.port),
+        other => other.address(),
+    };
+    Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(path_and_query)
+        .build()
+}
+
+/// The host without its port (`[::1]:80` -> `[::1]`, `a:80` -> `a`).
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(i) => &host[..=i],
+            None => host,
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+fn add_forwarded_headers(headers: &mut HeaderMap, downstream: &Downstream, host: &str) {
+    let client_ip = downstream.remote.ip().to_string();
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.is_empty() => format!("{prior}, {client_ip}"),
+        _ => client_ip.clone(),
+    };
+    let proto = if downstream.https { "https" } else { "http" };
+    let host_only = strip_port(host);
+    let pairs = [
+        ("x-forwarded-for", xff),
+        ("x-forwarded-proto", proto.to_string()),
+        ("x-forwarded-host", host_only.to_string()),
+        ("x-forwarded-port", downstream.local_port.to_string()),
+        ("x-real-ip", client_ip),
+    ];
+    for (name, value) in pairs {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    }
+    headers.append(header::VIA, HeaderValue::from_static("1.1 fleetgate"));
+}

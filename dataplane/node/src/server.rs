@@ -1,0 +1,162 @@
+//! Listeners: the HTTP and HTTPS proxy (HTTP/1.1 and HTTP/2, upgrades allowed) and the status
+//! port. Each connection is its own task; shutdown stops accepting and lets connections finish.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::gateway::Gateway;
+use crate::proxy::{self, Downstream, UpstreamClients};
+use crate::status::{self, NodeInfo};
+
+/// Serves the proxy on `listener` (TLS when `tls` is set) until `shutdown` flips.
+pub async fn serve_proxy(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    gateway: Arc<Gateway>,
+    clients: Arc<UpstreamClients>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let mut stop = shutdown.clone();
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let gateway = gateway.clone();
+        let clients = clients.clone();
+        let tls = tls.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            gateway.metrics.connection(1);
+            match tls {
+                None => {
+                    let downstream = Downstream {
+                        remote,
+                        local_port,
+                        https: false,
+                        sni: None,
+                    };
+                    serve_connection(
+                        TokioIo::new(stream),
+                        gateway.clone(),
+                        clients,
+                        downstream,
+                        shutdown,
+                    )
+                    .await;
+                }
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => {
+                        let sni = stream.get_ref().1.server_name().map(str::to_string);
+                        let downstream = Downstream {
+                            remote,
+                            local_port,
+                            https: true,
+                            sni,
+                        };
+                        serve_connection(
+                            TokioIo::new(stream),
+                            gateway.clone(),
+                            clients,
+                            downstream,
+                            shutdown,
+                        )
+                        .await;
+                    }
+                    Err(e) => tracing::debug!(error = %e, %remote, "TLS handshake failed"),
+                },
+            }
+            gateway.metrics.connection(-1);
+        });
+    }
+}
+
+async fn serve_connection<I>(
+    io: TokioIo<I>,
+    gateway: Arc<Gateway>,
+    clients: Arc<UpstreamClients>,
+    downstream: Downstream,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let gateway = gateway.clone();
+        let clients = clients.clone();
+        let downstream = downstream.clone();
+        async move { Ok::<_, Infallible>(proxy::handle(gateway, clients, downstream, req).await) }
+    });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        _ = stopped(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Serves `/status`, `/ready` and `/metrics`.
+pub async fn serve_status(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    node: Arc<NodeInfo>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(_) => continue,
+            },
+            _ = stopped(&mut shutdown) => break,
+        };
+        let gateway = gateway.clone();
+        let node = node.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let response = status::handle(&gateway, &node, &req);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Resolves once shutdown is signalled (the watch guard is dropped before returning, so the
+/// future stays `Send`).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// Binds an address, naming it on failure.
+pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    use anyhow::Context;
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("bind {what} on {addr}"))
+}

@@ -1,0 +1,324 @@
+//! Data-plane settings: a TOML file (`fleetgate-dp --conf dp.toml`) overlaid by
+//! `FLEETGATE_<KEY>` environment variables (env wins). Key names follow Kong's so Kong users
+//! feel at home. Unknown keys and bad values fail start-up with one line naming the key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A settings problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file could not be read or parsed.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A key is not a setting.
+    #[error("unknown setting '{key}' (from {origin})")]
+    UnknownKey {
+        /// The key.
+        key: String,
+        /// Where it came from.
+        origin: String,
+    },
+    /// A value does not parse.
+    #[error("setting '{key}': {reason} (got {value:?})")]
+    BadValue {
+        /// The key.
+        key: String,
+        /// The raw value.
+        value: String,
+        /// Why it is wrong.
+        reason: String,
+    },
+}
+
+/// Every key the data plane understands, with its default (DESIGN §5).
+pub const KEYS: &[(&str, Option<&str>)] = &[
+    ("cluster_control_plane", None),
+    ("cluster_server_name", None),
+    ("cluster_cert", None),
+    ("cluster_cert_key", None),
+    ("cluster_ca_cert", None),
+    ("prefix", Some("./fleetgate-dp")),
+    ("declarative_config", None),
+    ("proxy_listen", Some("0.0.0.0:8000")),
+    ("proxy_listen_tls", Some("off")),
+    ("status_listen", Some("127.0.0.1:8100")),
+    ("analytics_flush_interval", Some("1s")),
+    ("analytics_buffer_size_limit", Some("100000")),
+    ("cluster_ping_interval", Some("30s")),
+    ("cluster_reconnect_delay", Some("5s..10s")),
+    ("cluster_fallback_config_storage", None),
+    ("cluster_fallback_config_import", Some("off")),
+    ("cluster_fallback_config_export", Some("off")),
+    ("cluster_fallback_config_export_delay", Some("60s")),
+    ("cluster_join_token", None),
+];
+
+/// Parsed data-plane settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Working directory (config cache, node id).
+    pub prefix: PathBuf,
+    /// Fallback Kong-format YAML loaded at start-up (and on SIGHUP).
+    pub declarative_config: Option<PathBuf>,
+    /// HTTP proxy address.
+    pub proxy_listen: SocketAddr,
+    /// HTTPS proxy address (certificates chosen by SNI from the config).
+    pub proxy_listen_tls: Option<SocketAddr>,
+    /// `/status`, `/ready`, `/metrics`.
+    pub status_listen: SocketAddr,
+    /// Control plane `host:port` list (clustering; not used by a standalone node).
+    pub cluster_control_plane: Vec<String>,
+    /// Max time between telemetry flushes.
+    pub analytics_flush_interval: Duration,
+    /// Buffered requests while disconnected.
+    pub analytics_buffer_size_limit: usize,
+    /// Heartbeat interval.
+    pub cluster_ping_interval: Duration,
+    /// Random reconnect delay range.
+    pub cluster_reconnect_delay: (Duration, Duration),
+    /// Every raw value, for the settings later issues add behaviour to.
+    pub raw: BTreeMap<String, String>,
+}
+
+impl Settings {
+    /// Reads `file` (if given) and the process environment.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, SettingsError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let text = match file {
+            Some(path) => Some((
+                path.display().to_string(),
+                std::fs::read_to_string(path).map_err(|e| SettingsError::File {
+                    path: path.display().to_string(),
+                    reason: format!("cannot read: {e}"),
+                })?,
+            )),
+            None => None,
+        };
+        Self::from_sources(text.as_ref().map(|(p, t)| (p.as_str(), t.as_str())), &env)
+    }
+
+    /// Builds settings from file text and an environment (testable without touching the
+    /// process environment).
+    pub fn from_sources(
+        file: Option<(&str, &str)>,
+        env: &[(String, String)],
+    ) -> Result<Self, SettingsError> {
+        let mut raw: BTreeMap<String, String> = KEYS
+            .iter()
+            .filter_map(|(k, d)| d.map(|d| (k.to_string(), d.to_string())))
+            .collect();
+        if let Some((path, text)) = file {
+            let table: toml::Table = toml::from_str(text).map_err(|e| SettingsError::File {
+                path: path.to_string(),
+                reason: e.message().to_string()
+                    + &e.span()
+                        .map(|s| format!(" (at line {})", line_of(text, s.start)))
+                        .unwrap_or_default(),
+            })?;
+            for (key, value) in table {
+                if !KEYS.iter().any(|(k, _)| *k == key) {
+                    return Err(SettingsError::UnknownKey {
+                        key,
+                        origin: path.to_string(),
+                    });
+                }
+                let value = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Boolean(b) => if b { "on" } else { "off" }.to_string(),
+                    toml::Value::Array(items) => items
+                        .iter()
+                        .map(|v| {
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string())
+                        })
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    other => other.to_string(),
+                };
+                raw.insert(key, value);
+            }
+        }
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix("FLEETGATE_") else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            // Only data-plane keys; other FLEETGATE_* variables (logging, the control plane's
+            // own settings) are not ours to reject.
+            if KEYS.iter().any(|(k, _)| *k == key) {
+                raw.insert(key, value.clone());
+            }
+        }
+        let get = |key: &str| raw.get(key).map(String::as_str);
+        let addr = |key: &str| -> Result<SocketAddr, SettingsError> {
+            let value = get(key).unwrap_or("");
+            value.parse().map_err(|_| SettingsError::BadValue {
+                key: key.into(),
+                value: value.into(),
+                reason: "expected an address like 127.0.0.1:8000".into(),
+            })
+        };
+        let proxy_listen_tls = match get("proxy_listen_tls") {
+            None | Some("off") | Some("") => None,
+            Some(_) => Some(addr("proxy_listen_tls")?),
+        };
+        let reconnect = get("cluster_reconnect_delay").unwrap_or("5s..10s");
+        let (lo, hi) = match reconnect.split_once("..") {
+            Some((lo, hi)) => (
+                parse_duration("cluster_reconnect_delay", lo)?,
+                parse_duration("cluster_reconnect_delay", hi)?,
+            ),
+            None => {
+                let d = parse_duration("cluster_reconnect_delay", reconnect)?;
+                (d, d)
+            }
+        };
+        if lo > hi {
+            return Err(SettingsError::BadValue {
+                key: "cluster_reconnect_delay".into(),
+                value: reconnect.into(),
+                reason: "the lower bound is above the upper bound".into(),
+            });
+        }
+        let buffer = get("analytics_buffer_size_limit").unwrap_or("100000");
+        Ok(Settings {
+            prefix: PathBuf::from(get("prefix").unwrap_or("./fleetgate-dp")),
+            declarative_config: get("declarative_config")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            proxy_listen: addr("proxy_listen")?,
+            proxy_listen_tls,
+            status_listen: addr("status_listen")?,
+            cluster_control_plane: get("cluster_control_plane")
+                .map(|s| {
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            analytics_flush_interval: parse_duration(
+                "analytics_flush_interval",
+                get("analytics_flush_interval").unwrap_or("1s"),
+            )?,
+            analytics_buffer_size_limit: buffer.parse().ok().filter(|n| *n > 0).ok_or_else(
+                || SettingsError::BadValue {
+                    key: "analytics_buffer_size_limit".into(),
+                    value: buffer.into(),
+                    reason: "expected a positive whole number".into(),
+                },
+            )?,
+            cluster_ping_interval: parse_duration(
+                "cluster_ping_interval",
+                get("cluster_ping_interval").unwrap_or("30s"),
+            )?,
+            cluster_reconnect_delay: (lo, hi),
+            raw,
+        })
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Parses `250ms`, `5s`, `2m`, `1h` (a bare number means seconds).
+pub fn parse_duration(key: &str, value: &str) -> Result<Duration, SettingsError> {
+    let bad = || SettingsError::BadValue {
+        key: key.into(),
+        value: value.into(),
+        reason: "expected a duration like 250ms, 5s, 2m or 1h".into(),
+    };
+    let v = value.trim();
+    let (number, unit) = match v.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let n: f64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(bad()),
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_and_env_wins_over_file() {
+        let s = Settings::from_sources(
+            Some((
+                "dp.toml",
+                "proxy_listen = \"127.0.0.1:9000\"\nprefix = \"/x\"\n",
+            )),
+            &env(&[("FLEETGATE_PROXY_LISTEN", "127.0.0.1:9001")]),
+        )
+        .expect("valid");
+        assert_eq!(s.proxy_listen.port(), 9001);
+        assert_eq!(s.prefix, PathBuf::from("/x"));
+        assert_eq!(s.status_listen.port(), 8100);
+        assert_eq!(s.analytics_buffer_size_limit, 100_000);
+        assert_eq!(
+            s.cluster_reconnect_delay,
+            (Duration::from_secs(5), Duration::from_secs(10))
+        );
+        assert!(s.proxy_listen_tls.is_none());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let err = Settings::from_sources(Some(("dp.toml", "proxy_lisen = \"x\"\n")), &[])
+            .expect_err("unknown key");
+        assert!(err.to_string().contains("proxy_lisen"), "{err}");
+        let err = Settings::from_sources(None, &env(&[("FLEETGATE_PROXY_LISTEN", "nope")]))
+            .expect_err("bad address");
+        assert!(err.to_string().contains("proxy_listen"), "{err}");
+        let err =
+            Settings::from_sources(None, &env(&[("FLEETGATE_CLUSTER_PING_INTERVAL", "soon")]))
+                .expect_err("bad duration");
+        assert!(err.to_string().contains("cluster_ping_interval"), "{err}");
+        let err =
+            Settings::from_sources(Some(("dp.toml", "prefix = \n")), &[]).expect_err("bad toml");
+        assert!(err.to_string().contains("dp.toml"), "{err}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(
+            parse_duration("k", "250ms").ok(),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_duration("k", "2m").ok(),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_duration("k", "3").ok(), Some(Duration::from_secs(3)));
+        assert!(parse_duration("k", "-1s").is_err());
+    }
+}

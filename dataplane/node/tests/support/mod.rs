@@ -1,0 +1,176 @@
+//! Harness for data-plane tests: a real upstream and a real `DataPlane` on 127.0.0.1:0.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fleetgate_dataplane::{DataPlane, Settings};
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+/// An upstream answering with a JSON echo of what it received. Paths:
+/// `/delay/{ms}` sleeps first; `/status/{code}` answers that status; anything else 200.
+pub async fn echo_upstream() -> SocketAddr {
+    echo_upstream_named("upstream").await
+}
+
+/// Like [`echo_upstream`], with a name echoed back (to tell targets apart).
+pub async fn echo_upstream_named(name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<hyper::body::Incoming>| async move {
+                    let path = req.uri().path().to_string();
+                    let query = req.uri().query().map(str::to_string);
+                    let method = req.method().to_string();
+                    let headers: serde_json::Map<String, serde_json::Value> = req
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
+                        .collect();
+                    let body = req
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let mut status = 200;
+                    if let Some(ms) = path.strip_prefix("/delay/") {
+                        let ms: u64 = ms.parse().unwrap_or(0);
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                    }
+                    if let Some(code) = path.strip_prefix("/status/") {
+                        status = code.parse().unwrap_or(200);
+                    }
+                    let echo = json!({
+                        "upstream": name,
+                        "method": method,
+                        "path": path,
+                        "query": query,
+                        "headers": headers,
+                        "body_len": body.len(),
+                    });
+                    let mut response = Response::new(Full::new(Bytes::from(echo.to_string())));
+                    *response.status_mut() =
+                        hyper::StatusCode::from_u16(status).unwrap_or_default();
+                    Ok::<_, Infallible>(response)
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A WebSocket server echoing every message.
+pub async fn websocket_echo_upstream() -> SocketAddr {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind ws");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A port nothing listens on.
+pub async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    addr
+}
+
+/// A data plane running `yaml`.
+pub struct Dp {
+    pub dp: DataPlane,
+    pub dir: tempfile::TempDir,
+    pub base: String,
+}
+
+impl Dp {
+    pub async fn start(yaml: &str) -> Self {
+        Self::start_with(yaml, &[]).await
+    }
+
+    pub async fn start_with(yaml: &str, extra: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("kong.yml");
+        std::fs::write(&file, yaml).expect("write config");
+        let mut toml = format!(
+            "prefix = {:?}\ndeclarative_config = {:?}\nproxy_listen = \"127.0.0.1:0\"\nstatus_listen = \"127.0.0.1:0\"\n",
+            dir.path().display().to_string(),
+            file.display().to_string()
+        );
+        for (k, v) in extra {
+            toml.push_str(&format!("{k} = {v:?}\n"));
+        }
+        let settings = Settings::from_sources(Some(("dp.toml", &toml)), &[]).expect("settings");
+        let dp = DataPlane::start(settings).await.expect("start data plane");
+        let base = format!("http://{}", dp.proxy_addr);
+        Self { dp, dir, base }
+    }
+
+    /// Rewrites the declarative file and reloads it.
+    pub fn rewrite(&self, yaml: &str) -> Result<(), fleetgate_dataplane::ApplyError> {
+        std::fs::write(self.dir.path().join("kong.yml"), yaml).expect("write config");
+        self.dp.reload()
+    }
+
+    pub fn status_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.dp.status_addr)
+    }
+}
+
+/// Polls until `check` gives `Some`, at most `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client")
+}

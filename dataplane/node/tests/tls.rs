@@ -1,0 +1,52 @@
+//! HTTPS on `proxy_listen_tls`: the certificate is chosen by SNI from the config.
+
+mod support;
+
+use serde_json::Value;
+use support::{echo_upstream, Dp};
+
+const CERT_A: &str =
+    include_str!("../../../services/control-plane/tests/fixtures/example.com.cert.pem");
+const KEY_A: &str =
+    include_str!("../../../services/control-plane/tests/fixtures/example.com.key.pem");
+const CERT_B: &str =
+    include_str!("../../../services/control-plane/tests/fixtures/api.example.com.cert.pem");
+const KEY_B: &str =
+    include_str!("../../../services/control-plane/tests/fixtures/api.example.com.key.pem");
+
+fn indent(pem: &str) -> String {
+    pem.lines().map(|l| format!("      {l}\n")).collect()
+}
+
+#[tokio::test]
+async fn two_snis_get_their_own_certificates() {
+    let up = echo_upstream().await;
+    let yaml = format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: a\n    url: http://{up}\n    routes: [{{name: a, paths: [/]}}]\ncertificates:\n  - cert: |\n{}    key: |\n{}    snis: [{{name: example.com}}]\n  - cert: |\n{}    key: |\n{}    snis: [{{name: api.example.com}}]\n",
+        indent(CERT_A),
+        indent(KEY_A),
+        indent(CERT_B),
+        indent(KEY_B)
+    );
+    let dp = Dp::start_with(&yaml, &[("proxy_listen_tls", "127.0.0.1:0")]).await;
+    let tls_addr = dp.dp.proxy_tls_addr.expect("tls listener");
+    for (host, cert) in [("example.com", CERT_A), ("api.example.com", CERT_B)] {
+        // Trusting only this host's certificate proves the proxy presented exactly it.
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(cert.as_bytes()).expect("pem"))
+            .resolve(host, tls_addr)
+            .build()
+            .expect("client");
+        let resp = client
+            .get(format!("https://{host}:{}/hello", tls_addr.port()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("https to {host}: {e:?}"));
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body["headers"]["x-forwarded-proto"], "https");
+    }
+    dp.dp.shutdown().await;
+}

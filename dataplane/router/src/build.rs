@@ -1,0 +1,402 @@
+//! Compiling routes into the lookup structure, and the lookup itself.
+//!
+//! Every route becomes one or more *entries* (Kong's split by path group), each with a
+//! precomputed priority key. Entries are sorted once; an entry's position is its *rank*,
+//! so `find` only compares integers. Entries are filed by host (exact map, wildcard maps,
+//! no-host bucket) and, inside a host bucket, by path prefix (see [`PathIndex`]): a prefix
+//! entry under its path, a regex entry under the literal prefixes of its regex, an entry
+//! without paths under `""`. A lookup visits only the buckets of the request host and
+//! only the keys that are prefixes of the request path, scanning each key's items in rank
+//! order and stopping as soon as nothing there can beat the best match found so far.
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
+
+use fleetgate_config::{GatewayConfig, Route};
+
+use crate::conditions::{
+    parse_path_regex, scheme_bit, Conditions, PathRule, Probe,
+};
+use crate::host::{split_host_port, HostPattern, LowerHost, RouteHost};
+use crate::path_index::{Item, PathIndex, PathIndexBuilder};
+use crate::{RequestFacts, RouteMatch, RouteRuntime, RouterError, Scheme};
+
+/// Kong caps the header count used for sorting at 255.
+const MAX_HEADER_COUNT: usize = 255;
+
+/// Kong's sort key of an entry; derived `Ord` compares fields in declaration order, and
+/// higher sorts first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct PriorityKey {
+    /// Number of categories set (methods, hosts, headers, paths, snis).
+    categories: u8,
+    /// `hosts` is set and holds no wildcard.
+    plain_hosts: bool,
+    /// Number of header conditions.
+    headers: u8,
+    /// The entry holds regex paths.
+    regex: bool,
+    /// `regex_priority`, for regex entries only.
+    regex_priority: i64,
+    /// Prefix length, for prefix entries only.
+    prefix_len: usize,
+}
+
+/// One entry: a route restricted to one group of its paths.
+#[derive(Debug)]
+struct Entry {
+    route: u32,
+    rule: PathRule,
+}
+
+/// An entry before ranking: its key, route, rule and the path-index keys it is filed under.
+struct Pending {
+    key: PriorityKey,
+    route: u32,
+    rule: PathRule,
+    path_keys: Vec<Vec<u8>>,
+}
+
+/// Host buckets. Keys come from the config, requests only look up, so a fast non-DoS
+/// resistant hash is fine.
+type HostMap = HashMap<Box<[u8]>, PathIndex, RandomState>;
+
+/// The compiled router. Immutable after [`Router::build`]; `Send + Sync`.
+#[derive(Debug)]
+pub struct Router {
+    runtimes: Vec<RouteRuntime>,
+    /// Conditions per route index; `None` for routes this router ignores (stream routes).
+    conditions: Vec<Option<Conditions>>,
+    /// Entries in rank order (index == rank).
+    entries: Vec<Entry>,
+    exact: HostMap,
+    /// `*.example.com` routes keyed by `.example.com`.
+    suffix: HostMap,
+    /// `example.*` routes keyed by `example.`.
+    prefix: HostMap,
+    any_host: PathIndex,
+    http_routes: usize,
+}
+
+fn non_empty<T>(v: &Option<Vec<T>>) -> bool {
+    v.as_ref().is_some_and(|v| !v.is_empty())
+}
+
+/// The entries of one route, Kong's `split_routes_and_services_by_path`: all regex paths
+/// form one entry, prefix paths one entry per distinct length, no paths one entry.
+fn split_route(index: usize, route: &Route) -> Result<Vec<Pending>, RouterError> {
+    let hosts = route.hosts.as_deref().unwrap_or_default();
+    let headers = route.headers.as_ref().map_or(0, |h| h.len());
+    let categories = [
+        non_empty(&route.methods),
+        !hosts.is_empty(),
+        headers > 0,
+        non_empty(&route.paths),
+        non_empty(&route.snis),
+    ]
+    .into_iter()
+    .filter(|&set| set)
+    .count() as u8;
+    // Kong tests `type(hosts) == "table"`: a present but empty list still counts as plain.
+    let plain_hosts = route.hosts.is_some() && hosts.iter().all(|h| !h.contains('*'));
+    let base = PriorityKey {
+        categories,
+        plain_hosts,
+        headers: headers.min(MAX_HEADER_COUNT) as u8,
+        regex: false,
+        regex_priority: 0,
+        prefix_len: 0,
+    };
+    let route_no = index as u32;
+    let paths = route.paths.as_deref().unwrap_or_default();
+    if paths.is_empty() {
+        return Ok(vec![Pending {
+            key: base,
+            route: route_no,
+            rule: PathRule::Any,
+            path_keys: vec![Vec::new()],
+        }]);
+    }
+
+    let mut regexes = Vec::new();
+    let mut regex_keys: Vec<Vec<u8>> = Vec::new();
+    // Prefix groups by length, in first-seen order (the order does not affect results).
+    let mut by_len: Vec<(usize, Vec<Vec<u8>>)> = Vec::new();
+    for path in paths {
+        if let Some(pattern) = path.strip_prefix('~') {
+            let (regex, keys) = parse_path_regex(index, pattern)?;
+            regexes.push(regex);
+            for k in keys {
+                if !regex_keys.contains(&k) {
+                    regex_keys.push(k);
+                }
+            }
+        } else {
+            let key = path.as_bytes().to_vec();
+            match by_len.iter_mut().find(|(len, _)| *len == path.len()) {
+                Some((_, keys)) => keys.push(key),
+                None => by_len.push((path.len(), vec![key])),
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(by_len.len() + 1);
+    if !regexes.is_empty() {
+        out.push(Pending {
+            key: PriorityKey {
+                regex: true,
+                regex_priority: route.regex_priority,
+                ..base
+            },
+            route: route_no,
+            rule: PathRule::Regex(regexes.into_boxed_slice()),
+            path_keys: regex_keys,
+        });
+    }
+    for (len, keys) in by_len {
+        out.push(Pending {
+            key: PriorityKey {
+                prefix_len: len,
+                ..base
+            },
+            route: route_no,
+            rule: PathRule::Prefix(len),
+            path_keys: keys,
+        });
+    }
+    Ok(out)
+}
+
+/// Bucket builders by host.
+#[derive(Default)]
+struct Buckets {
+    exact: HashMap<Vec<u8>, PathIndexBuilder, RandomState>,
+    suffix: HashMap<Vec<u8>, PathIndexBuilder, RandomState>,
+    prefix: HashMap<Vec<u8>, PathIndexBuilder, RandomState>,
+    any_host: PathIndexBuilder,
+}
+
+impl Buckets {
+    fn bucket(&mut self, host: &HostPattern) -> &mut PathIndexBuilder {
+        let (map, name) = match host {
+            HostPattern::Exact(n) => (&mut self.exact, n),
+            HostPattern::Suffix(n) => (&mut self.suffix, n),
+            HostPattern::Prefix(n) => (&mut self.prefix, n),
+        };
+        map.entry(name.as_bytes().to_vec()).or_default()
+    }
+}
+
+fn freeze(map: HashMap<Vec<u8>, PathIndexBuilder, RandomState>) -> HostMap {
+    map.into_iter()
+        .map(|(k, b)| (k.into_boxed_slice(), b.finish()))
+        .collect()
+}
+
+impl Router {
+    /// Compiles the routes of `config`. Fails on a regex path or header condition that
+    /// does not compile, naming the route by its index in `config.routes`.
+    pub fn build(config: &GatewayConfig) -> Result<Router, RouterError> {
+        let routes = &config.routes;
+        let mut runtimes = Vec::with_capacity(routes.len());
+        let mut conditions = Vec::with_capacity(routes.len());
+        let mut pending = Vec::with_capacity(routes.len());
+        let mut http_routes = 0;
+        for (index, route) in routes.iter().enumerate() {
+            runtimes.push(RouteRuntime::from_route(route));
+            let cond = Conditions::compile(index, route)?;
+            if cond.schemes == 0 {
+                conditions.push(None);
+                continue;
+            }
+            conditions.push(Some(cond));
+            http_routes += 1;
+            pending.extend(split_route(index, route)?);
+        }
+        // Stable order: best key first, then the route listed first.
+        pending.sort_by_key(|p| (Reverse(p.key), p.route));
+
+        let mut buckets = Buckets::default();
+        let mut entries = Vec::with_capacity(pending.len());
+        let mut hosts_of: HashMap<u32, Vec<RouteHost>> = HashMap::new();
+        for (rank, p) in pending.into_iter().enumerate() {
+            let rank = rank as u32;
+            let hosts = hosts_of.entry(p.route).or_insert_with(|| {
+                routes[p.route as usize]
+                    .hosts
+                    .iter()
+                    .flatten()
+                    .map(|h| RouteHost::parse(h))
+                    .collect()
+            });
+            if hosts.is_empty() {
+                for key in &p.path_keys {
+                    buckets.any_host.insert(key, Item { rank, port: None });
+                }
+            }
+            for host in hosts.iter() {
+                let bucket = buckets.bucket(&host.pattern);
+                for key in &p.path_keys {
+                    bucket.insert(
+                        key,
+                        Item {
+                            rank,
+                            port: host.port,
+                        },
+                    );
+                }
+            }
+            entries.push(Entry {
+                route: p.route,
+                rule: p.rule,
+            });
+        }
+        Ok(Router {
+            runtimes,
+            conditions,
+            entries,
+            exact: freeze(buckets.exact),
+            suffix: freeze(buckets.suffix),
+            prefix: freeze(buckets.prefix),
+            any_host: buckets.any_host.finish(),
+            http_routes,
+        })
+    }
+
+    /// Number of routes the router matches on (HTTP-family routes).
+    pub fn len(&self) -> usize {
+        self.http_routes
+    }
+
+    /// Whether no route can match.
+    pub fn is_empty(&self) -> bool {
+        self.http_routes == 0
+    }
+
+    /// Compiles every regex path now. Regexes otherwise compile on first use (~100 µs
+    /// each), which keeps [`Router::build`] fast; call this on a background thread after
+    /// building, before the router takes traffic, to keep that cost off requests.
+    pub fn precompile_regexes(&self) {
+        for entry in &self.entries {
+            if let PathRule::Regex(list) = &entry.rule {
+                for r in list.iter() {
+                    r.regex();
+                }
+            }
+        }
+    }
+
+    /// The proxy settings of `config.routes[index]`.
+    pub fn route(&self, index: usize) -> Option<&RouteRuntime> {
+        self.runtimes.get(index)
+    }
+
+    /// The route for a request, by Kong's priority rules (see the crate docs).
+    pub fn find<'r>(&'r self, req: &RequestFacts<'_>) -> Option<RouteMatch<'r>> {
+        let probe = Probe {
+            scheme: scheme_bit(req.scheme),
+            method: req.method,
+            headers: req.headers,
+            sni: req.sni,
+        };
+        let (name, port) = split_host_port(req.host);
+        // A route host with a port matches the Host header's port, or the scheme's
+        // default port when the header names none.
+        let port = port.unwrap_or(match req.scheme {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        });
+        let host = LowerHost::new(name);
+        let host = host.as_bytes();
+        let mut best = Best {
+            rank: u32::MAX,
+            len: None,
+        };
+        // Plain hosts outrank wildcards at equal category counts, so scanning the exact
+        // bucket first tends to prune the rest early.
+        if let Some(idx) = self.exact.get(host) {
+            self.scan(idx, &probe, port, req.path, &mut best);
+        }
+        if !self.suffix.is_empty() || !self.prefix.is_empty() {
+            for (i, _) in host.iter().enumerate().filter(|(_, &c)| c == b'.') {
+                if let Some(idx) = self.suffix.get(&host[i..]) {
+                    self.scan(idx, &probe, port, req.path, &mut best);
+                }
+                if let Some(idx) = self.prefix.get(&host[..=i]) {
+                    self.scan(idx, &probe, port, req.path, &mut best);
+                }
+            }
+        }
+        self.scan(&self.any_host, &probe, port, req.path, &mut best);
+
+        let entry = self.entries.get(best.rank as usize)?;
+        let route_index = entry.route as usize;
+        let route = self.runtimes.get(route_index)?;
+        Some(RouteMatch {
+            route_index,
+            route_id: route.id,
+            service_id: route.service_id,
+            matched_len: best.len,
+            route,
+        })
+    }
+
+    /// Scans one host bucket, improving `best`.
+    #[inline]
+    fn scan(&self, idx: &PathIndex, probe: &Probe<'_>, port: u16, path: &str, best: &mut Best) {
+        idx.for_each_prefix(path.as_bytes(), |items| {
+            for item in items {
+                // Items are in rank order: nothing further in this list can win.
+                if item.rank >= best.rank {
+                    break;
+                }
+                if item.port.is_some_and(|p| p != port) {
+                    continue;
+                }
+                let Some(entry) = self.entries.get(item.rank as usize) else {
+                    continue;
+                };
+                let matched = self
+                    .conditions
+                    .get(entry.route as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|c| c.matches(probe));
+                if !matched {
+                    continue;
+                }
+                if let Some(len) = entry.rule.check(path) {
+                    *best = Best {
+                        rank: item.rank,
+                        len,
+                    };
+                    break;
+                }
+            }
+            true
+        });
+    }
+}
+
+/// Best match so far: entry rank and matched length.
+struct Best {
+    rank: u32,
+    len: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conditions::SCHEME_HTTPS;
+
+    #[test]
+    fn router_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Router>();
+    }
+
+    #[test]
+    fn https_constant_is_distinct() {
+        assert_ne!(scheme_bit(Scheme::Http), SCHEME_HTTPS);
+    }
+}
