@@ -14,11 +14,14 @@ use fleetgate_config::declarative::{self, DeclarativeError};
 use fleetgate_config::{ConfigHash, EntityKind, GatewayConfig, Protocol, EMPTY_CONFIG_HASH};
 use fleetgate_plugins::{PluginSet, RateLimitCounters};
 use fleetgate_router::Router;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::balancer::{Balancer, HealthRegistry};
 use crate::metrics::Metrics;
+use crate::proxy::{ProxyBody, UpstreamClients};
 use crate::tls::CertificateIndex;
 
 /// Where the running config came from.
@@ -63,6 +66,9 @@ pub struct ServiceRuntime {
     pub enabled: bool,
     /// The balancer when `host` names an upstream.
     pub balancer: Option<Arc<Balancer>>,
+    /// Pooled client with this service's connect timeout (shared across config versions,
+    /// so swaps keep warm upstream connections).
+    pub client: Client<HttpConnector, ProxyBody>,
 }
 
 /// One compiled config version.
@@ -138,6 +144,7 @@ pub struct Gateway {
     pub metrics: Metrics,
     counters: Arc<RateLimitCounters>,
     health: Arc<HealthRegistry>,
+    clients: UpstreamClients,
     loaded: AtomicBool,
 }
 
@@ -154,11 +161,13 @@ impl Gateway {
     pub fn new() -> anyhow::Result<Arc<Self>> {
         let counters = Arc::new(RateLimitCounters::new());
         let health = Arc::new(HealthRegistry::default());
+        let clients = UpstreamClients::default();
         let empty = compile(
             GatewayConfig::default(),
             ConfigSource::Empty,
             &counters,
             &health,
+            &clients,
         )
         .map_err(|e| anyhow::anyhow!("compile the empty config: {e}"))?;
         Ok(Arc::new(Self {
@@ -166,6 +175,7 @@ impl Gateway {
             metrics: Metrics::default(),
             counters,
             health,
+            clients,
             loaded: AtomicBool::new(false),
         }))
     }
@@ -191,7 +201,7 @@ impl Gateway {
         config: GatewayConfig,
         source: ConfigSource,
     ) -> Result<ConfigHash, ApplyError> {
-        let compiled = compile(config, source, &self.counters, &self.health);
+        let compiled = compile(config, source, &self.counters, &self.health, &self.clients);
         match compiled {
             Ok(compiled) => {
                 let hash = compiled.hash.clone();
@@ -249,6 +259,7 @@ pub fn compile(
     source: ConfigSource,
     counters: &Arc<RateLimitCounters>,
     health: &Arc<HealthRegistry>,
+    clients: &UpstreamClients,
 ) -> Result<CompiledConfig, ApplyError> {
     config.sort_canonical();
     let hash = if config.is_empty() {
@@ -302,6 +313,7 @@ pub fn compile(
                     write_timeout: ms(s.write_timeout),
                     enabled: s.enabled,
                     balancer: balancers.get(&s.host.to_ascii_lowercase()).cloned(),
+                    client: clients.client(ms(s.connect_timeout)),
                 },
             )
         })

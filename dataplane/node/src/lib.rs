@@ -67,7 +67,6 @@ impl DataPlane {
             // No config at all: run empty (404 for everything) and say so.
             None => gateway.mark_loaded(),
         }
-        let clients = Arc::new(proxy::UpstreamClients::default());
         let (stop, stopped) = watch::channel(false);
         let proxy_listener = server::bind(settings.proxy_listen, "proxy_listen").await?;
         let proxy_addr = proxy_listener.local_addr()?;
@@ -78,7 +77,6 @@ impl DataPlane {
                 proxy_listener,
                 None,
                 gateway.clone(),
-                clients.clone(),
                 stopped.clone(),
             )),
             tokio::spawn(server::serve_status(
@@ -97,7 +95,6 @@ impl DataPlane {
                 listener,
                 Some(acceptor),
                 gateway.clone(),
-                clients,
                 stopped,
             )));
         }

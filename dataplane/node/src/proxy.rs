@@ -41,13 +41,15 @@ pub struct Downstream {
 }
 
 /// Pooled upstream HTTP clients, one per distinct connect timeout (the connector owns it).
+/// Looked up when a config is compiled, never per request.
 #[derive(Debug, Default)]
 pub struct UpstreamClients {
     by_connect_timeout: Mutex<HashMap<Duration, Client<HttpConnector, ProxyBody>>>,
 }
 
 impl UpstreamClients {
-    fn client(&self, connect_timeout: Duration) -> Client<HttpConnector, ProxyBody> {
+    /// The pooled client for a connect timeout (created on first use, then reused).
+    pub fn client(&self, connect_timeout: Duration) -> Client<HttpConnector, ProxyBody> {
         let mut map = self
             .by_connect_timeout
             .lock()
@@ -137,13 +139,12 @@ fn has_body(headers: &HeaderMap) -> bool {
 /// Handles one request end to end; never fails (errors become Kong-style JSON answers).
 pub async fn handle(
     gateway: Arc<Gateway>,
-    clients: Arc<UpstreamClients>,
     downstream: Downstream,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
     let config = gateway.current();
-    let response = proxy(&gateway, &config, &clients, &downstream, req).await;
+    let response = proxy(&gateway, &config, &downstream, req).await;
     gateway
         .metrics
         .record(response.status().as_u16(), start.elapsed());
@@ -162,7 +163,6 @@ fn request_host(req: &Request<Incoming>) -> String {
 async fn proxy(
     gateway: &Gateway,
     config: &CompiledConfig,
-    clients: &UpstreamClients,
     downstream: &Downstream,
     mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
@@ -239,7 +239,7 @@ async fn proxy(
         Some(limit) => Limited::new(body, limit as usize).boxed(),
         None => body.map_err(|e| Box::new(e) as BoxError).boxed(),
     });
-    let client = clients.client(service.connect_timeout);
+    let client = &service.client;
     let attempts = 1 + usize::from(service.retries);
     let mut last_error = (
         StatusCode::BAD_GATEWAY,

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::gateway::Gateway;
-use crate::proxy::{self, Downstream, UpstreamClients};
+use crate::proxy::{self, Downstream};
 use crate::status::{self, NodeInfo};
 
 /// Serves the proxy on `listener` (TLS when `tls` is set) until `shutdown` flips.
@@ -21,7 +21,6 @@ pub async fn serve_proxy(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     gateway: Arc<Gateway>,
-    clients: Arc<UpstreamClients>,
     shutdown: watch::Receiver<bool>,
 ) {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
@@ -39,7 +38,6 @@ pub async fn serve_proxy(
         };
         let _ = stream.set_nodelay(true);
         let gateway = gateway.clone();
-        let clients = clients.clone();
         let tls = tls.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -52,14 +50,8 @@ pub async fn serve_proxy(
                         https: false,
                         sni: None,
                     };
-                    serve_connection(
-                        TokioIo::new(stream),
-                        gateway.clone(),
-                        clients,
-                        downstream,
-                        shutdown,
-                    )
-                    .await;
+                    serve_connection(TokioIo::new(stream), gateway.clone(), downstream, shutdown)
+                        .await;
                 }
                 Some(acceptor) => match acceptor.accept(stream).await {
                     Ok(stream) => {
@@ -73,7 +65,6 @@ pub async fn serve_proxy(
                         serve_connection(
                             TokioIo::new(stream),
                             gateway.clone(),
-                            clients,
                             downstream,
                             shutdown,
                         )
@@ -90,7 +81,6 @@ pub async fn serve_proxy(
 async fn serve_connection<I>(
     io: TokioIo<I>,
     gateway: Arc<Gateway>,
-    clients: Arc<UpstreamClients>,
     downstream: Downstream,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -98,9 +88,8 @@ async fn serve_connection<I>(
 {
     let service = service_fn(move |req| {
         let gateway = gateway.clone();
-        let clients = clients.clone();
         let downstream = downstream.clone();
-        async move { Ok::<_, Infallible>(proxy::handle(gateway, clients, downstream, req).await) }
+        async move { Ok::<_, Infallible>(proxy::handle(gateway, downstream, req).await) }
     });
     let builder = auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection_with_upgrades(io, service);

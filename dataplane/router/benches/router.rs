@@ -42,10 +42,7 @@ fn config(n: usize) -> GatewayConfig {
                     Some(format!("svc{h}.example.com")),
                     format!(r"~/api/v1/items{i}/\d+$"),
                 ),
-                8 => (
-                    Some(format!("*.tenant{h}.example.net")),
-                    format!("/t/{i}"),
-                ),
+                8 => (Some(format!("*.tenant{h}.example.net")), format!("/t/{i}")),
                 _ if i % 20 == 9 => (None, format!("/global/{i}/x")),
                 _ => (None, format!(r"~/g/{i}/\d+")),
             };
@@ -64,12 +61,16 @@ fn config(n: usize) -> GatewayConfig {
 }
 
 /// Requests that hit random routes (90%) or miss (10%), as owned `(host, path)` pairs.
-fn requests(n: usize, count: usize) -> Vec<(String, String)> {
+/// With `prefix_only`, only requests for host + prefix routes (the common case).
+fn requests(n: usize, count: usize, prefix_only: bool) -> Vec<(String, String)> {
     let hosts = (n / 20).max(1);
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     (0..count)
         .map(|_| {
-            let i = rng.below(n);
+            let mut i = rng.below(n);
+            if prefix_only {
+                i -= i % 10;
+            }
             let h = i % hosts;
             if rng.below(10) == 0 {
                 return (format!("svc{h}.example.com"), "/nothing/here".to_owned());
@@ -79,7 +80,10 @@ fn requests(n: usize, count: usize) -> Vec<(String, String)> {
                     format!("svc{h}.example.com:8000"),
                     format!("/api/v{}/res{i}/sub/1", i % 3),
                 ),
-                7 => (format!("svc{h}.example.com"), format!("/api/v1/items{i}/42")),
+                7 => (
+                    format!("svc{h}.example.com"),
+                    format!("/api/v1/items{i}/42"),
+                ),
                 8 => (format!("acme.tenant{h}.example.net"), format!("/t/{i}/x")),
                 _ if i % 20 == 9 => ("any.host".to_owned(), format!("/global/{i}/x/y")),
                 _ => ("any.host".to_owned(), format!("/g/{i}/7")),
@@ -90,28 +94,31 @@ fn requests(n: usize, count: usize) -> Vec<(String, String)> {
 
 fn lookup(c: &mut Criterion) {
     let headers = HeaderMap::new();
-    let mut group = c.benchmark_group("find");
+    for (name, prefix_only) in [("find", false), ("find_prefix_routes", true)] {
+        lookup_group(c, &headers, name, prefix_only);
+    }
+}
+
+fn lookup_group(c: &mut Criterion, headers: &HeaderMap, name: &str, prefix_only: bool) {
+    let mut group = c.benchmark_group(name);
     for n in [100, 10_000, 100_000] {
         let router = match Router::build(&config(n)) {
             Ok(r) => r,
             Err(e) => panic!("bench config: {e}"),
         };
-        let reqs = requests(n, 4096);
+        router.precompile_regexes();
+        let reqs = requests(n, 4096, prefix_only);
         let hits = reqs
             .iter()
-            .filter(|(h, p)| {
-                router
-                    .find(&facts(h, p, &headers))
-                    .is_some()
-            })
+            .filter(|(h, p)| router.find(&facts(h, p, headers)).is_some())
             .count();
-        eprintln!("find/{n}: {hits} of {} sample requests match", reqs.len());
+        eprintln!("{name}/{n}: {hits} of {} sample requests match", reqs.len());
         group.bench_with_input(BenchmarkId::from_parameter(n), &reqs, |b, reqs| {
             let mut i = 0usize;
             b.iter(|| {
                 let (h, p) = &reqs[i % reqs.len()];
                 i = i.wrapping_add(1);
-                black_box(router.find(&facts(h, p, &headers)).map(|m| m.route_index))
+                black_box(router.find(&facts(h, p, headers)).map(|m| m.route_index))
             })
         });
     }

@@ -16,9 +16,7 @@ use foldhash::fast::RandomState;
 
 use fleetgate_config::{GatewayConfig, Route};
 
-use crate::conditions::{
-    parse_path_regex, scheme_bit, Conditions, PathRule, Probe,
-};
+use crate::conditions::{parse_path_regex, scheme_bit, Conditions, PathRule, Probe};
 use crate::host::{split_host_port, HostPattern, LowerHost, RouteHost};
 use crate::path_index::{Item, PathIndex, PathIndexBuilder};
 use crate::{RequestFacts, RouteMatch, RouteRuntime, RouterError, Scheme};

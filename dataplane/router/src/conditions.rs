@@ -126,7 +126,11 @@ impl Conditions {
 
 /// Kong ignores the trailing dot of a fully qualified SNI.
 fn normalize_sni(s: &str) -> String {
-    let s = if s.len() > 1 { s.strip_suffix('.').unwrap_or(s) } else { s };
+    let s = if s.len() > 1 {
+        s.strip_suffix('.').unwrap_or(s)
+    } else {
+        s
+    };
     s.to_ascii_lowercase()
 }
 
@@ -252,7 +256,10 @@ fn literal_prefixes(hir: &Hir) -> Vec<Vec<u8>> {
     // at offset 0 (a top-level alternation leaves later branches unanchored).
     let rest = match hir.kind() {
         HirKind::Concat(parts)
-            if matches!(parts.first().map(Hir::kind), Some(HirKind::Look(Look::Start))) =>
+            if matches!(
+                parts.first().map(Hir::kind),
+                Some(HirKind::Look(Look::Start))
+            ) =>
         {
             Hir::concat(parts[1..].to_vec())
         }
@@ -265,7 +272,10 @@ fn literal_prefixes(hir: &Hir) -> Vec<Vec<u8>> {
             lits.iter().map(|l| l.as_bytes().to_vec()).collect()
         }
         Some(lits) if !lits.is_empty() => {
-            vec![seq.longest_common_prefix().map(<[u8]>::to_vec).unwrap_or_default()]
+            vec![seq
+                .longest_common_prefix()
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default()]
         }
         _ => unknown(),
     }

@@ -95,11 +95,7 @@ impl PathIndex {
             return;
         };
         let pred = &self.keys[start];
-        let lcp = pred
-            .iter()
-            .zip(path)
-            .take_while(|(a, b)| a == b)
-            .count();
+        let lcp = pred.iter().zip(path).take_while(|(a, b)| a == b).count();
         let mut cur = start as u32;
         while cur != NONE {
             let i = cur as usize;
@@ -160,7 +156,9 @@ mod tests {
 
     #[test]
     fn matches_brute_force() {
-        let keys = ["/a", "/ab", "/abc", "/b", "/a/b", "/a/bc", "/abd", "/", "/b/a"];
+        let keys = [
+            "/a", "/ab", "/abc", "/b", "/a/b", "/a/bc", "/abd", "/", "/b/a",
+        ];
         let idx = index(&keys);
         for path in ["/a", "/abcd", "/abd/x", "/a/bcd", "/b/a/c", "/c", "/", "x"] {
             let mut want: Vec<u32> = keys

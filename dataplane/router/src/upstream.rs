@@ -33,7 +33,11 @@ fn sanitize_postfix(postfix: &str) -> &str {
 /// implements `v1` as the traditional router and Kong's documented table describe it.
 pub fn upstream_path(request_path: &str, m: &RouteMatch<'_>, service_path: Option<&str>) -> String {
     // Kong's request URI always starts with a slash.
-    let req = if request_path.is_empty() { "/" } else { request_path };
+    let req = if request_path.is_empty() {
+        "/"
+    } else {
+        request_path
+    };
     let base = match service_path {
         Some(p) if !p.is_empty() => p,
         _ => "/",

@@ -48,7 +48,11 @@ fn to_route(i: usize, r: &R) -> Route {
 
 fn config(routes: &[R]) -> GatewayConfig {
     GatewayConfig {
-        routes: routes.iter().enumerate().map(|(i, r)| to_route(i, r)).collect(),
+        routes: routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| to_route(i, r))
+            .collect(),
         ..GatewayConfig::default()
     }
 }
@@ -86,8 +90,11 @@ fn headers(q: &Q) -> HeaderMap {
     h
 }
 
-/// `(route index, matched_len)` of the match, if any.
-fn find(router: &Router, q: &Q) -> Option<(usize, Option<usize>)> {
+/// `(route index, matched_len)` of a match, if any.
+type Hit = Option<(usize, Option<usize>)>;
+
+/// The match of `q`, as a [`Hit`].
+fn find(router: &Router, q: &Q) -> Hit {
     let h = headers(q);
     let facts = RequestFacts {
         method: q.method,
@@ -99,7 +106,10 @@ fn find(router: &Router, q: &Q) -> Option<(usize, Option<usize>)> {
     };
     router.find(&facts).map(|m| {
         assert_eq!(m.route.id, m.route_id);
-        assert_eq!(m.service_id, Some(Uuid::from_u128(1000 + m.route_index as u128)));
+        assert_eq!(
+            m.service_id,
+            Some(Uuid::from_u128(1000 + m.route_index as u128))
+        );
         (m.route_index, m.matched_len)
     })
 }
@@ -108,7 +118,7 @@ struct Case {
     name: &'static str,
     routes: Vec<R>,
     /// Request and expected `(route index, matched_len)`.
-    expect: Vec<(Q, Option<(usize, Option<usize>)>)>,
+    expect: Vec<(Q, Hit)>,
 }
 
 fn run(cases: Vec<Case>) -> usize {
@@ -139,7 +149,10 @@ fn kong_matching_categories() {
     let cases = vec![
         Case {
             name: "hosts (Kong docs: example.com, foo-service.com)",
-            routes: vec![R { hosts: &["example.com", "foo-service.com"], ..R::default() }],
+            routes: vec![R {
+                hosts: &["example.com", "foo-service.com"],
+                ..R::default()
+            }],
             expect: vec![
                 (get("example.com", "/"), Some((0, None))),
                 (get("Foo-Service.COM:8000", "/x"), Some((0, None))),
@@ -150,8 +163,14 @@ fn kong_matching_categories() {
         Case {
             name: "wildcard hosts",
             routes: vec![
-                R { hosts: &["*.example.com"], ..R::default() },
-                R { hosts: &["example.*"], ..R::default() },
+                R {
+                    hosts: &["*.example.com"],
+                    ..R::default()
+                },
+                R {
+                    hosts: &["example.*"],
+                    ..R::default()
+                },
             ],
             expect: vec![
                 (get("a.example.com", "/"), Some((0, None))),
@@ -163,7 +182,10 @@ fn kong_matching_categories() {
         },
         Case {
             name: "host with port",
-            routes: vec![R { hosts: &["example.com:8080", "*.x.com:81"], ..R::default() }],
+            routes: vec![R {
+                hosts: &["example.com:8080", "*.x.com:81"],
+                ..R::default()
+            }],
             expect: vec![
                 (get("example.com:8080", "/"), Some((0, None))),
                 (get("example.com", "/"), None),
@@ -174,36 +196,102 @@ fn kong_matching_categories() {
         },
         Case {
             name: "methods (case-sensitive)",
-            routes: vec![R { methods: &["GET", "HEAD"], ..R::default() }],
+            routes: vec![R {
+                methods: &["GET", "HEAD"],
+                ..R::default()
+            }],
             expect: vec![
                 (get("h", "/"), Some((0, None))),
-                (Q { method: "HEAD", ..get("h", "/") }, Some((0, None))),
-                (Q { method: "POST", ..get("h", "/") }, None),
-                (Q { method: "get", ..get("h", "/") }, None),
+                (
+                    Q {
+                        method: "HEAD",
+                        ..get("h", "/")
+                    },
+                    Some((0, None)),
+                ),
+                (
+                    Q {
+                        method: "POST",
+                        ..get("h", "/")
+                    },
+                    None,
+                ),
+                (
+                    Q {
+                        method: "get",
+                        ..get("h", "/")
+                    },
+                    None,
+                ),
             ],
         },
         Case {
             name: "headers (Kong docs: version v1/v2)",
-            routes: vec![R { headers: &[("version", &["v1", "v2"])], ..R::default() }],
+            routes: vec![R {
+                headers: &[("version", &["v1", "v2"])],
+                ..R::default()
+            }],
             expect: vec![
-                (Q { headers: &[("version", "v1")], ..get("h", "/") }, Some((0, None))),
-                (Q { headers: &[("Version", "V2")], ..get("h", "/") }, Some((0, None))),
-                (Q { headers: &[("version", "v3"), ("version", "v2")], ..get("h", "/") }, Some((0, None))),
-                (Q { headers: &[("version", "v3")], ..get("h", "/") }, None),
+                (
+                    Q {
+                        headers: &[("version", "v1")],
+                        ..get("h", "/")
+                    },
+                    Some((0, None)),
+                ),
+                (
+                    Q {
+                        headers: &[("Version", "V2")],
+                        ..get("h", "/")
+                    },
+                    Some((0, None)),
+                ),
+                (
+                    Q {
+                        headers: &[("version", "v3"), ("version", "v2")],
+                        ..get("h", "/")
+                    },
+                    Some((0, None)),
+                ),
+                (
+                    Q {
+                        headers: &[("version", "v3")],
+                        ..get("h", "/")
+                    },
+                    None,
+                ),
                 (get("h", "/"), None),
             ],
         },
         Case {
             name: "header regex values (~*)",
-            routes: vec![R { headers: &[("x-user", &[r"~*^admin-\d+$"])], ..R::default() }],
+            routes: vec![R {
+                headers: &[("x-user", &[r"~*^admin-\d+$"])],
+                ..R::default()
+            }],
             expect: vec![
-                (Q { headers: &[("x-user", "Admin-12")], ..get("h", "/") }, Some((0, None))),
-                (Q { headers: &[("x-user", "admin-x")], ..get("h", "/") }, None),
+                (
+                    Q {
+                        headers: &[("x-user", "Admin-12")],
+                        ..get("h", "/")
+                    },
+                    Some((0, None)),
+                ),
+                (
+                    Q {
+                        headers: &[("x-user", "admin-x")],
+                        ..get("h", "/")
+                    },
+                    None,
+                ),
             ],
         },
         Case {
             name: "prefix paths (Kong docs: /service, /hello/world)",
-            routes: vec![R { paths: &["/service", "/hello/world"], ..R::default() }],
+            routes: vec![R {
+                paths: &["/service", "/hello/world"],
+                ..R::default()
+            }],
             expect: vec![
                 (get("h", "/service"), Some((0, Some(8)))),
                 (get("h", "/service/resource"), Some((0, Some(8)))),
@@ -216,7 +304,10 @@ fn kong_matching_categories() {
         },
         Case {
             name: "regex paths are anchored at the start",
-            routes: vec![R { paths: &[r"~/users/\d+/profile"], ..R::default() }],
+            routes: vec![R {
+                paths: &[r"~/users/\d+/profile"],
+                ..R::default()
+            }],
             expect: vec![
                 (get("h", "/users/123/profile"), Some((0, Some(18)))),
                 (get("h", "/users/123/profile/x"), Some((0, Some(18)))),
@@ -226,30 +317,101 @@ fn kong_matching_categories() {
         },
         Case {
             name: "snis only apply to https",
-            routes: vec![R { snis: &["a.com"], ..R::default() }],
+            routes: vec![R {
+                snis: &["a.com"],
+                ..R::default()
+            }],
             expect: vec![
-                (Q { https: true, sni: Some("a.com"), ..get("x", "/") }, Some((0, None))),
-                (Q { https: true, sni: Some("A.com."), ..get("x", "/") }, Some((0, None))),
-                (Q { https: true, sni: Some("b.com"), ..get("x", "/") }, None),
-                (Q { https: true, ..get("x", "/") }, None),
+                (
+                    Q {
+                        https: true,
+                        sni: Some("a.com"),
+                        ..get("x", "/")
+                    },
+                    Some((0, None)),
+                ),
+                (
+                    Q {
+                        https: true,
+                        sni: Some("A.com."),
+                        ..get("x", "/")
+                    },
+                    Some((0, None)),
+                ),
+                (
+                    Q {
+                        https: true,
+                        sni: Some("b.com"),
+                        ..get("x", "/")
+                    },
+                    None,
+                ),
+                (
+                    Q {
+                        https: true,
+                        ..get("x", "/")
+                    },
+                    None,
+                ),
                 (get("x", "/"), Some((0, None))),
             ],
         },
         Case {
             name: "protocols",
             routes: vec![
-                R { paths: &["/s"], protocols: &[Protocol::Https], ..R::default() },
-                R { paths: &["/g"], protocols: &[Protocol::Grpc], ..R::default() },
-                R { paths: &["/gs"], protocols: &[Protocol::Grpcs], ..R::default() },
-                R { snis: &["t.com"], protocols: &[Protocol::Tls], ..R::default() },
+                R {
+                    paths: &["/s"],
+                    protocols: &[Protocol::Https],
+                    ..R::default()
+                },
+                R {
+                    paths: &["/g"],
+                    protocols: &[Protocol::Grpc],
+                    ..R::default()
+                },
+                R {
+                    paths: &["/gs"],
+                    protocols: &[Protocol::Grpcs],
+                    ..R::default()
+                },
+                R {
+                    snis: &["t.com"],
+                    protocols: &[Protocol::Tls],
+                    ..R::default()
+                },
             ],
             expect: vec![
                 (get("h", "/s"), None),
-                (Q { https: true, ..get("h", "/s") }, Some((0, Some(2)))),
+                (
+                    Q {
+                        https: true,
+                        ..get("h", "/s")
+                    },
+                    Some((0, Some(2))),
+                ),
                 (get("h", "/g"), Some((1, Some(2)))),
-                (Q { https: true, ..get("h", "/g") }, None),
-                (Q { https: true, ..get("h", "/gs") }, Some((2, Some(3)))),
-                (Q { https: true, sni: Some("t.com"), ..get("h", "/") }, None),
+                (
+                    Q {
+                        https: true,
+                        ..get("h", "/g")
+                    },
+                    None,
+                ),
+                (
+                    Q {
+                        https: true,
+                        ..get("h", "/gs")
+                    },
+                    Some((2, Some(3))),
+                ),
+                (
+                    Q {
+                        https: true,
+                        sni: Some("t.com"),
+                        ..get("h", "/")
+                    },
+                    None,
+                ),
             ],
         },
     ];
@@ -264,10 +426,24 @@ fn kong_priorities() {
             // before prefix paths (3.x); prefix paths longest first.
             name: "regex_priority (Kong docs example)",
             routes: vec![
-                R { paths: &[r"~/status/\d+"], regex_priority: 6, ..R::default() },
-                R { paths: &[r"~/version/\d+/status/\d+"], regex_priority: 10, ..R::default() },
-                R { paths: &["/version"], ..R::default() },
-                R { paths: &["~/version/any/"], ..R::default() },
+                R {
+                    paths: &[r"~/status/\d+"],
+                    regex_priority: 6,
+                    ..R::default()
+                },
+                R {
+                    paths: &[r"~/version/\d+/status/\d+"],
+                    regex_priority: 10,
+                    ..R::default()
+                },
+                R {
+                    paths: &["/version"],
+                    ..R::default()
+                },
+                R {
+                    paths: &["~/version/any/"],
+                    ..R::default()
+                },
             ],
             expect: vec![
                 (get("h", "/version/1/status/2"), Some((1, Some(19)))),
@@ -280,10 +456,23 @@ fn kong_priorities() {
         Case {
             name: "regex beats a longer prefix; regex_priority ties go to the first route",
             routes: vec![
-                R { paths: &["/version/1/long"], ..R::default() },
-                R { paths: &[r"~/version/\d"], ..R::default() },
-                R { paths: &[r"~/version/1"], ..R::default() },
-                R { paths: &[r"~/v"], regex_priority: -1, ..R::default() },
+                R {
+                    paths: &["/version/1/long"],
+                    ..R::default()
+                },
+                R {
+                    paths: &[r"~/version/\d"],
+                    ..R::default()
+                },
+                R {
+                    paths: &[r"~/version/1"],
+                    ..R::default()
+                },
+                R {
+                    paths: &[r"~/v"],
+                    regex_priority: -1,
+                    ..R::default()
+                },
             ],
             expect: vec![
                 (get("h", "/version/1/long"), Some((1, Some(10)))),
@@ -293,9 +482,18 @@ fn kong_priorities() {
         Case {
             name: "longest prefix wins",
             routes: vec![
-                R { paths: &["/"], ..R::default() },
-                R { paths: &["/a/b"], ..R::default() },
-                R { paths: &["/a"], ..R::default() },
+                R {
+                    paths: &["/"],
+                    ..R::default()
+                },
+                R {
+                    paths: &["/a/b"],
+                    ..R::default()
+                },
+                R {
+                    paths: &["/a"],
+                    ..R::default()
+                },
             ],
             expect: vec![
                 (get("h", "/a/b/c"), Some((1, Some(4)))),
@@ -307,8 +505,14 @@ fn kong_priorities() {
         Case {
             name: "a route's paths compete by group (Kong splits routes by path length)",
             routes: vec![
-                R { paths: &["/a", "/abcd"], ..R::default() },
-                R { paths: &["/abc"], ..R::default() },
+                R {
+                    paths: &["/a", "/abcd"],
+                    ..R::default()
+                },
+                R {
+                    paths: &["/abc"],
+                    ..R::default()
+                },
             ],
             expect: vec![
                 (get("h", "/abcd/x"), Some((0, Some(5)))),
@@ -319,24 +523,58 @@ fn kong_priorities() {
         Case {
             name: "more categories win (Kong docs: hosts vs hosts+methods)",
             routes: vec![
-                R { hosts: &["example.com"], ..R::default() },
-                R { hosts: &["example.com"], methods: &["POST"], ..R::default() },
-                R { paths: &["/very/long/prefix/path"], ..R::default() },
+                R {
+                    hosts: &["example.com"],
+                    ..R::default()
+                },
+                R {
+                    hosts: &["example.com"],
+                    methods: &["POST"],
+                    ..R::default()
+                },
+                R {
+                    paths: &["/very/long/prefix/path"],
+                    ..R::default()
+                },
             ],
             expect: vec![
-                (Q { method: "POST", ..get("example.com", "/") }, Some((1, None))),
+                (
+                    Q {
+                        method: "POST",
+                        ..get("example.com", "/")
+                    },
+                    Some((1, None)),
+                ),
                 (get("example.com", "/"), Some((0, None))),
                 // One category each: hosts (plain) beats a long prefix path.
-                (get("example.com", "/very/long/prefix/path"), Some((0, None))),
-                (get("other.com", "/very/long/prefix/path"), Some((2, Some(22)))),
+                (
+                    get("example.com", "/very/long/prefix/path"),
+                    Some((0, None)),
+                ),
+                (
+                    get("other.com", "/very/long/prefix/path"),
+                    Some((2, Some(22))),
+                ),
             ],
         },
         Case {
             name: "plain hosts beat wildcard hosts",
             routes: vec![
-                R { hosts: &["*.example.com"], paths: &["/api/long"], ..R::default() },
-                R { hosts: &["a.example.com"], paths: &["/"], ..R::default() },
-                R { hosts: &["a.example.com", "*.x.com"], paths: &["/"], ..R::default() },
+                R {
+                    hosts: &["*.example.com"],
+                    paths: &["/api/long"],
+                    ..R::default()
+                },
+                R {
+                    hosts: &["a.example.com"],
+                    paths: &["/"],
+                    ..R::default()
+                },
+                R {
+                    hosts: &["a.example.com", "*.x.com"],
+                    paths: &["/"],
+                    ..R::default()
+                },
             ],
             expect: vec![
                 (get("a.example.com", "/api/long"), Some((1, Some(1)))),
@@ -346,23 +584,54 @@ fn kong_priorities() {
         Case {
             name: "more headers win",
             routes: vec![
-                R { headers: &[("x-a", &["1"])], ..R::default() },
-                R { headers: &[("x-a", &["1"]), ("x-b", &["2"])], ..R::default() },
+                R {
+                    headers: &[("x-a", &["1"])],
+                    ..R::default()
+                },
+                R {
+                    headers: &[("x-a", &["1"]), ("x-b", &["2"])],
+                    ..R::default()
+                },
             ],
             expect: vec![
-                (Q { headers: &[("x-a", "1"), ("x-b", "2")], ..get("h", "/") }, Some((1, None))),
-                (Q { headers: &[("x-a", "1")], ..get("h", "/") }, Some((0, None))),
+                (
+                    Q {
+                        headers: &[("x-a", "1"), ("x-b", "2")],
+                        ..get("h", "/")
+                    },
+                    Some((1, None)),
+                ),
+                (
+                    Q {
+                        headers: &[("x-a", "1")],
+                        ..get("h", "/")
+                    },
+                    Some((0, None)),
+                ),
             ],
         },
         Case {
             name: "method + path beats host alone; GET-only fallback",
             routes: vec![
-                R { hosts: &["h.com"], ..R::default() },
-                R { methods: GET_ONLY, paths: &["/x"], ..R::default() },
+                R {
+                    hosts: &["h.com"],
+                    ..R::default()
+                },
+                R {
+                    methods: GET_ONLY,
+                    paths: &["/x"],
+                    ..R::default()
+                },
             ],
             expect: vec![
                 (get("h.com", "/x"), Some((1, Some(2)))),
-                (Q { method: "PUT", ..get("h.com", "/x") }, Some((0, None))),
+                (
+                    Q {
+                        method: "PUT",
+                        ..get("h.com", "/x")
+                    },
+                    Some((0, None)),
+                ),
             ],
         },
     ];
@@ -375,19 +644,41 @@ fn empty_and_stream_only_configs() {
     assert!(router.is_empty());
     assert_eq!(find(&router, &get("h", "/")), None);
     let router = Router::build(&config(&[
-        R { snis: &["t.com"], protocols: &[Protocol::Tcp], ..R::default() },
-        R { paths: &["/"], ..R::default() },
+        R {
+            snis: &["t.com"],
+            protocols: &[Protocol::Tcp],
+            ..R::default()
+        },
+        R {
+            paths: &["/"],
+            ..R::default()
+        },
     ]))
     .expect("build");
     assert_eq!(router.len(), 1);
     assert!(!router.is_empty());
+    // Regexes compile lazily; precompiling must not change results.
+    let router = Router::build(&config(&[R {
+        paths: &[r"~/n/\d+"],
+        ..R::default()
+    }]))
+    .expect("build");
+    router.precompile_regexes();
+    assert_eq!(find(&router, &get("h", "/n/12/x")), Some((0, Some(5))));
+    assert_eq!(router.route(0).map(|r| r.id), Some(Uuid::from_u128(1)));
 }
 
 #[test]
 fn bad_regex_and_header_are_reported() {
     let err = Router::build(&config(&[
-        R { paths: &["/ok"], ..R::default() },
-        R { paths: &["~/(unclosed"], ..R::default() },
+        R {
+            paths: &["/ok"],
+            ..R::default()
+        },
+        R {
+            paths: &["~/(unclosed"],
+            ..R::default()
+        },
     ]))
     .err();
     assert!(
@@ -397,7 +688,11 @@ fn bad_regex_and_header_are_reported() {
     let msg = err.map(|e| e.to_string()).unwrap_or_default();
     assert!(msg.starts_with("routes[1].paths: "), "{msg}");
 
-    let err = Router::build(&config(&[R { headers: &[("x", &["~*(bad"])], ..R::default() }])).err();
+    let err = Router::build(&config(&[R {
+        headers: &[("x", &["~*(bad"])],
+        ..R::default()
+    }]))
+    .err();
     assert!(
         matches!(err, Some(RouterError::BadHeader { index: 0, .. })),
         "{err:?}"

@@ -26,26 +26,52 @@ impl Rng {
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
         items[self.below(items.len())]
     }
-    fn some<'a>(&mut self, items: &[&'a str], max: usize) -> Vec<String> {
+    fn some(&mut self, items: &[&str], max: usize) -> Vec<String> {
         let n = 1 + self.below(max);
         (0..n).map(|_| self.pick(items).to_owned()).collect()
     }
 }
 
 const HOSTS: &[&str] = &[
-    "a.com", "b.com", "*.a.com", "a.*", "b.com:8080", "x.a.com", "*.com", "A.Com",
+    "a.com",
+    "b.com",
+    "*.a.com",
+    "a.*",
+    "b.com:8080",
+    "x.a.com",
+    "*.com",
+    "A.Com",
 ];
 const REQ_HOSTS: &[&str] = &[
-    "a.com", "b.com", "x.a.com", "y.x.a.com", "a.org", "b.com:8080", "B.COM:80", "c.net",
-    "", "a.com:443",
+    "a.com",
+    "b.com",
+    "x.a.com",
+    "y.x.a.com",
+    "a.org",
+    "b.com:8080",
+    "B.COM:80",
+    "c.net",
+    "",
+    "a.com:443",
 ];
 const PATHS: &[&str] = &[
-    "/", "/a", "/ab", "/a/b", "/abc", "/a/b/c", "/b", r"~/a/\d+", "~/a.*", "~/(x|ab)",
-    r"~/b/\w+$", "~/a|/c", "~(?i)/AB",
+    "/",
+    "/a",
+    "/ab",
+    "/a/b",
+    "/abc",
+    "/a/b/c",
+    "/b",
+    r"~/a/\d+",
+    "~/a.*",
+    "~/(x|ab)",
+    r"~/b/\w+$",
+    "~/a|/c",
+    "~(?i)/AB",
 ];
 const REQ_PATHS: &[&str] = &[
-    "/", "/a", "/ab", "/abc", "/a/b", "/a/1", "/a/12/x", "/b/xy", "/b/x/y", "/x", "/c/a",
-    "/AB", "/xa/c", "",
+    "/", "/a", "/ab", "/abc", "/a/b", "/a/1", "/a/12/x", "/b/xy", "/b/x/y", "/x", "/c/a", "/AB",
+    "/xa/c", "",
 ];
 const METHODS: &[&str] = &["GET", "POST"];
 const HEADER_VALUES: &[&str] = &["1", "2", "~*^v\\d$"];
@@ -121,7 +147,11 @@ fn random_request(rng: &mut Rng) -> Req {
         path: rng.pick(REQ_PATHS),
         https: rng.chance(40),
         headers,
-        sni: if rng.chance(70) { Some(rng.pick(SNIS)) } else { None },
+        sni: if rng.chance(70) {
+            Some(rng.pick(SNIS))
+        } else {
+            None
+        },
     }
 }
 
@@ -133,7 +163,10 @@ fn set<T>(v: &Option<Vec<T>>) -> bool {
 
 fn host_matches(route_host: &str, req_host: &str, https: bool) -> bool {
     let split = |s: &str| -> (String, Option<u16>) {
-        match s.rsplit_once(':').and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?))) {
+        match s
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        {
             Some((h, p)) => (h.to_ascii_lowercase(), Some(p)),
             None => (s.to_ascii_lowercase(), None),
         }
@@ -189,7 +222,13 @@ fn reference(res: &mut Regexes, routes: &[Route], q: &Req) -> Option<(usize, Opt
         if set(&r.methods) && !r.methods.iter().flatten().any(|m| m == q.method) {
             continue;
         }
-        if set(&r.hosts) && !r.hosts.iter().flatten().any(|h| host_matches(h, q.host, q.https)) {
+        if set(&r.hosts)
+            && !r
+                .hosts
+                .iter()
+                .flatten()
+                .any(|h| host_matches(h, q.host, q.https))
+        {
             continue;
         }
         let headers = r.headers.clone().unwrap_or_default();
@@ -203,7 +242,9 @@ fn reference(res: &mut Regexes, routes: &[Route], q: &Req) -> Option<(usize, Opt
             continue;
         }
         if set(&r.snis) && q.https {
-            let ok = q.sni.is_some_and(|s| r.snis.iter().flatten().any(|x| x == s));
+            let ok = q
+                .sni
+                .is_some_and(|s| r.snis.iter().flatten().any(|x| x == s));
             if !ok {
                 continue;
             }
@@ -231,7 +272,10 @@ fn reference(res: &mut Regexes, routes: &[Route], q: &Req) -> Option<(usize, Opt
             .filter_map(|p| p.strip_prefix('~'))
             .find_map(|re| res.get(format!("^{re}")).find(q.path).map(|m| m.len()));
         if let Some(len) = regex_len {
-            candidates.push(((base.0, base.1, base.2, true, r.regex_priority, 0), Some(len)));
+            candidates.push((
+                (base.0, base.1, base.2, true, r.regex_priority, 0),
+                Some(len),
+            ));
         }
         for p in paths.iter().filter(|p| !p.starts_with('~')) {
             if q.path.starts_with(p.as_str()) {
@@ -288,5 +332,8 @@ fn find_agrees_with_linear_reference() {
         }
     }
     // The pools are small on purpose: most requests should hit something.
-    assert!(matched * 3 > checks, "only {matched} of {checks} requests matched");
+    assert!(
+        matched * 3 > checks,
+        "only {matched} of {checks} requests matched"
+    );
 }
