@@ -3,6 +3,7 @@
 
 pub mod balancer;
 pub mod gateway;
+pub mod idle;
 pub mod metrics;
 pub mod proxy;
 pub mod server;

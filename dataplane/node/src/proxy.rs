@@ -20,6 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::balancer::{Balancer, BalancerTarget, Outcome};
 use crate::gateway::{CompiledConfig, Gateway, ServiceRuntime};
+use crate::idle::IdleTimeoutBody;
 use crate::metrics::UpstreamError;
 
 /// Errors of a proxied body.
@@ -303,7 +304,7 @@ async fn proxy(
                     .headers
                     .append(header::VIA, HeaderValue::from_static("1.1 fleetgate"));
                 config.plugins.response(&plugin_ctx, &mut parts.headers);
-                let body = body.map_err(|e| Box::new(e) as BoxError).boxed();
+                let body = IdleTimeoutBody::new(body, service.read_timeout).boxed();
                 return Response::from_parts(parts, body);
             }
             Ok(Err(err)) => {

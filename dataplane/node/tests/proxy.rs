@@ -304,3 +304,25 @@ async fn http2_prior_knowledge_is_served() {
     assert_eq!(body["path"], "/x");
     dp.dp.shutdown().await;
 }
+
+#[tokio::test]
+async fn read_timeout_cuts_off_a_stalled_response_body() {
+    let stall = support::stalling_upstream().await;
+    let dp = Dp::start(&format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{stall}\n    read_timeout: 300\n    routes: [{{name: s, paths: [/]}}]\n"
+    ))
+    .await;
+    let resp = client()
+        .get(format!("{}/x", dp.base))
+        .send()
+        .await
+        .expect("headers arrive");
+    assert_eq!(resp.status(), 200);
+    let started = std::time::Instant::now();
+    let body = tokio::time::timeout(Duration::from_secs(10), resp.bytes())
+        .await
+        .expect("the proxy ends the stalled body");
+    assert!(body.is_err(), "a stalled body must not complete");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    dp.dp.shutdown().await;
+}

@@ -75,6 +75,9 @@ pub struct Router {
     /// `example.*` routes keyed by `example.`.
     prefix: HostMap,
     any_host: PathIndex,
+    /// Best rank in the wildcard maps: their lookups are skipped when a better match is
+    /// already known.
+    wildcard_min_rank: u32,
     http_routes: usize,
 }
 
@@ -250,13 +253,22 @@ impl Router {
                 rule: p.rule,
             });
         }
+        let suffix = freeze(buckets.suffix);
+        let prefix = freeze(buckets.prefix);
+        let wildcard_min_rank = suffix
+            .values()
+            .chain(prefix.values())
+            .map(PathIndex::min_rank)
+            .min()
+            .unwrap_or(u32::MAX);
         Ok(Router {
             runtimes,
             conditions,
             entries,
             exact: freeze(buckets.exact),
-            suffix: freeze(buckets.suffix),
-            prefix: freeze(buckets.prefix),
+            suffix,
+            prefix,
+            wildcard_min_rank,
             any_host: buckets.any_host.finish(),
             http_routes,
         })
@@ -316,7 +328,7 @@ impl Router {
         if let Some(idx) = self.exact.get(host) {
             self.scan(idx, &probe, port, req.path, &mut best);
         }
-        if !self.suffix.is_empty() || !self.prefix.is_empty() {
+        if self.wildcard_min_rank < best.rank {
             for (i, _) in host.iter().enumerate().filter(|(_, &c)| c == b'.') {
                 if let Some(idx) = self.suffix.get(&host[i..]) {
                     self.scan(idx, &probe, port, req.path, &mut best);
@@ -343,6 +355,9 @@ impl Router {
     /// Scans one host bucket, improving `best`.
     #[inline]
     fn scan(&self, idx: &PathIndex, probe: &Probe<'_>, port: u16, path: &str, best: &mut Best) {
+        if idx.min_rank() >= best.rank {
+            return;
+        }
         idx.for_each_prefix(path.as_bytes(), |items| {
             for item in items {
                 // Items are in rank order: nothing further in this list can win.

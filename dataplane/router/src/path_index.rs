@@ -69,23 +69,44 @@ impl PathIndexBuilder {
             parent.push(stack.last().map_or(NONE, |&p| p as u32));
             stack.push(i);
         }
+        let min_rank = items
+            .iter()
+            .filter_map(|list| list.first().map(|i| i.rank))
+            .min()
+            .unwrap_or(u32::MAX);
         PathIndex {
             keys,
             parent,
             items,
+            min_rank,
         }
     }
 }
 
 /// The frozen index of one host bucket.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct PathIndex {
     keys: Vec<Box<[u8]>>,
     parent: Vec<u32>,
     items: Vec<Box<[Item]>>,
+    /// Best (lowest) rank of any item, so a lookup can skip the whole bucket when it
+    /// already holds a better match.
+    min_rank: u32,
+}
+
+impl Default for PathIndex {
+    fn default() -> Self {
+        PathIndexBuilder::default().finish()
+    }
 }
 
 impl PathIndex {
+    /// Best rank filed in this bucket (`u32::MAX` when empty).
+    #[inline]
+    pub(crate) fn min_rank(&self) -> u32 {
+        self.min_rank
+    }
+
     /// Calls `visit` with the item list of every key that is a prefix of `path`, longest
     /// key first; stops early when `visit` returns `false`.
     #[inline]
