@@ -269,6 +269,8 @@ pub fn compile(
     };
     let router = Router::build(&config)
         .map_err(|e| ApplyError::Compile(anyhow::Error::new(e).context("build the router")))?;
+    // Compile regex paths now, before the router takes traffic, not on first use.
+    router.precompile_regexes();
     let plugins = PluginSet::build(&config, counters.clone())
         .map_err(|e| ApplyError::Compile(anyhow::anyhow!("build the plugins: {e}")))?;
     let certificates = CertificateIndex::build(&config)
