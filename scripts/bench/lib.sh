@@ -228,3 +228,25 @@ bench_busy_percent() {
     ((total > 0)) || total=1
     printf '%s\n' "$(((100 * (total - idle) + total / 2) / total))"
 }
+
+# bench_machine_busy_ticks: CPU time the whole machine spent busy so far (everything but idle
+# and iowait in /proc/stat), in clock ticks.
+bench_machine_busy_ticks() {
+    local -a c
+    read -r -a c < <(grep '^cpu ' /proc/stat)
+    printf '%s\n' "$((c[1] + c[2] + c[3] + c[6] + c[7] + c[8]))"
+}
+
+# bench_children_ticks VAR TMPFILE: sets VAR to the user+system CPU time of this shell's
+# finished children so far, in clock ticks, from the `times` builtin. Call it directly, never
+# in $(...): a subshell has children of its own.
+bench_children_ticks() {
+    local tmp="$2" line
+    times >"$tmp"
+    line="$(sed -n 2p "$tmp")"
+    printf -v "$1" '%s' "$(awk -v l="$line" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+        n = split(l, f, " "); s = 0
+        for (i = 1; i <= n; i++) { split(f[i], p, "m"); sub(/s$/, "", p[2]); s += p[1] * 60 + p[2] }
+        printf "%d\n", s * hz + 0.5
+    }')"
+}

@@ -14,14 +14,12 @@ use fleetgate_config::declarative::{self, DeclarativeError};
 use fleetgate_config::{ConfigHash, EntityKind, GatewayConfig, Protocol, EMPTY_CONFIG_HASH};
 use fleetgate_plugins::{PluginSet, RateLimitCounters};
 use fleetgate_router::Router;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::balancer::{Balancer, HealthRegistry};
 use crate::metrics::Metrics;
-use crate::proxy::{ProxyBody, UpstreamClients};
+use crate::proxy::{UpstreamClient, UpstreamClients};
 use crate::tls::CertificateIndex;
 
 /// Where the running config came from.
@@ -68,7 +66,7 @@ pub struct ServiceRuntime {
     pub balancer: Option<Arc<Balancer>>,
     /// Pooled client with this service's connect timeout (shared across config versions,
     /// so swaps keep warm upstream connections).
-    pub client: Client<HttpConnector, ProxyBody>,
+    pub client: UpstreamClient,
 }
 
 /// One compiled config version.
@@ -315,7 +313,7 @@ pub fn compile(
                     write_timeout: ms(s.write_timeout),
                     enabled: s.enabled,
                     balancer: balancers.get(&s.host.to_ascii_lowercase()).cloned(),
-                    client: clients.client(ms(s.connect_timeout)),
+                    client: clients.client(ms(s.connect_timeout), ms(s.write_timeout)),
                 },
             )
         })

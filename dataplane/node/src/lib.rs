@@ -2,6 +2,7 @@
 //! `declarative_config` file now; pushed by the control plane in clustered mode).
 
 pub mod balancer;
+pub mod connector;
 pub mod gateway;
 pub mod idle;
 pub mod metrics;

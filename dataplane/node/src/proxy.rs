@@ -14,11 +14,11 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::balancer::{Balancer, BalancerTarget, Outcome};
+use crate::connector::TimeoutConnector;
 use crate::gateway::{CompiledConfig, Gateway, ServiceRuntime};
 use crate::idle::IdleTimeoutBody;
 use crate::metrics::UpstreamError;
@@ -41,25 +41,23 @@ pub struct Downstream {
     pub sni: Option<String>,
 }
 
-/// Pooled upstream HTTP clients, one per distinct connect timeout (the connector owns it).
-/// Looked up when a config is compiled, never per request.
+/// Pooled upstream HTTP client.
+pub type UpstreamClient = Client<TimeoutConnector, ProxyBody>;
+
+/// Pooled upstream HTTP clients, one per distinct (connect, write) timeout pair (the
+/// connector owns them). Looked up when a config is compiled, never per request.
 #[derive(Debug, Default)]
 pub struct UpstreamClients {
-    by_connect_timeout: Mutex<HashMap<Duration, Client<HttpConnector, ProxyBody>>>,
+    by_timeouts: Mutex<HashMap<(Duration, Duration), UpstreamClient>>,
 }
 
 impl UpstreamClients {
-    /// The pooled client for a connect timeout (created on first use, then reused).
-    pub fn client(&self, connect_timeout: Duration) -> Client<HttpConnector, ProxyBody> {
-        let mut map = self
-            .by_connect_timeout
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        map.entry(connect_timeout)
+    /// The pooled client for these timeouts (created on first use, then reused).
+    pub fn client(&self, connect_timeout: Duration, write_timeout: Duration) -> UpstreamClient {
+        let mut map = self.by_timeouts.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry((connect_timeout, write_timeout))
             .or_insert_with(|| {
-                let mut connector = HttpConnector::new();
-                connector.set_connect_timeout(Some(connect_timeout));
-                connector.set_nodelay(true);
+                let connector = TimeoutConnector::new(connect_timeout, write_timeout);
                 Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(60))
                     .pool_max_idle_per_host(512)
@@ -328,6 +326,15 @@ async fn proxy(
                     }
                     continue;
                 }
+                if error_chain_has_timeout(&err) {
+                    // write_timeout: the upstream stopped taking the request.
+                    target.report(Outcome::Timeout);
+                    gateway.metrics.upstream_error(UpstreamError::Timeout);
+                    return json_error(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "The upstream server is timed out",
+                    );
+                }
                 gateway.metrics.upstream_error(UpstreamError::Protocol);
                 last_error = (
                     StatusCode::BAD_GATEWAY,
@@ -351,6 +358,19 @@ async fn proxy(
         }
     }
     json_error(last_error.0, last_error.1)
+}
+
+fn error_chain_has_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 fn error_chain_has<E: std::error::Error + 'static>(

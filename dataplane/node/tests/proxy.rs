@@ -326,3 +326,32 @@ async fn read_timeout_cuts_off_a_stalled_response_body() {
     assert!(started.elapsed() < Duration::from_secs(5));
     dp.dp.shutdown().await;
 }
+
+#[tokio::test]
+async fn write_timeout_ends_a_request_the_upstream_stops_reading() {
+    let deaf = support::deaf_upstream().await;
+    let dp = Dp::start(&format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{deaf}\n    write_timeout: 300\n    read_timeout: 60000\n    routes: [{{name: s, paths: [/]}}]\n"
+    ))
+    .await;
+    // Far more than the socket buffers hold, so writes to the upstream must stall.
+    let chunks = futures_util::stream::iter(
+        (0..256).map(|_| Ok::<_, std::io::Error>(vec![b'z'; 256 * 1024])),
+    );
+    let resp = tokio::time::timeout(
+        Duration::from_secs(20),
+        client()
+            .post(format!("{}/upload", dp.base))
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send(),
+    )
+    .await
+    .expect("the proxy answers before the client gives up");
+    match resp {
+        Ok(resp) => assert_eq!(resp.status(), 504),
+        // The proxy may answer and close while the client is still sending; then the client
+        // sees a broken pipe instead of the status. Either way the request ended.
+        Err(e) => assert!(e.is_request() || e.is_body(), "{e:?}"),
+    }
+    dp.dp.shutdown().await;
+}

@@ -203,3 +203,16 @@ pub async fn stalling_upstream() -> SocketAddr {
     });
     addr
 }
+
+/// An upstream that accepts connections and never reads from them.
+pub async fn deaf_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    addr
+}

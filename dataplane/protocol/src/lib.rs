@@ -1,0 +1,30 @@
+//! Fleetgate control-plane <-> data-plane wire protocol (DESIGN §4).
+//!
+//! Pure types and codecs, no networking, so the CP and the DP share one
+//! definition of the wire format:
+//!
+//! - [`OutletQuery`]: the `?node_id=…&node_hostname=…&node_version=…` of the
+//!   `wss://<cp>/v1/outlet` dial.
+//! - [`DpMessage`] (DP -> CP) and [`CpMessage`] (CP -> DP): JSON envelopes
+//!   tagged by `type`.
+//! - Framing: [`encode_text`]/[`decode_text`] for JSON text frames,
+//!   [`encode_binary`]/[`decode_binary`] for gzip binary frames (used for
+//!   `reconfigure`), both capped by [`MAX_FRAME_BYTES`] and
+//!   [`MAX_DECOMPRESSED_BYTES`].
+//! - Versioning: [`PROTOCOL_VERSION`], [`Version`], [`compatibility`].
+
+mod error;
+mod framing;
+mod messages;
+mod outlet;
+mod version;
+
+pub use error::{ProtocolError, Result};
+pub use framing::{
+    decode_binary, decode_binary_with_limits, decode_text, decode_text_with_limits, encode_binary,
+    encode_binary_with_limits, encode_text, encode_text_with_limits, FrameLimits,
+    MAX_DECOMPRESSED_BYTES, MAX_FRAME_BYTES,
+};
+pub use messages::{CpMessage, Direction, DpMessage, Message, PluginInfo, RequestRecord};
+pub use outlet::{OutletQuery, OUTLET_PATH};
+pub use version::{compatibility, Compatibility, Version, PROTOCOL_VERSION};
