@@ -123,6 +123,7 @@ fn validate_text(name: &'static str, value: &str, max_len: usize) -> Result<()> 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // panicking is how a test fails
 mod tests {
     use super::*;
 

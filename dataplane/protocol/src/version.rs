@@ -114,6 +114,7 @@ pub fn compatibility(cp: &Version, dp: &Version) -> Compatibility {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // panicking is how a test fails
 mod tests {
     use super::*;
 

@@ -1,5 +1,8 @@
 //! Round-trip and hardening tests for the public wire API.
 
+// A failing unwrap is a failing test, which is exactly what we want here.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
