@@ -16,9 +16,9 @@ use foldhash::fast::RandomState;
 
 use fleetgate_config::{GatewayConfig, Route};
 
-use crate::conditions::{parse_path_regex, scheme_bit, Conditions, PathRule, Probe};
+use crate::conditions::{method_bit, parse_path_regex, scheme_bit, Conditions, PathRule, Probe};
 use crate::host::{split_host_port, HostPattern, LowerHost, RouteHost};
-use crate::path_index::{Item, PathIndex, PathIndexBuilder};
+use crate::path_index::{flags, Item, PathIndex, PathIndexBuilder};
 use crate::{RequestFacts, RouteMatch, RouteRuntime, RouterError, Scheme};
 
 /// Kong caps the header count used for sorting at 255.
@@ -45,7 +45,6 @@ struct PriorityKey {
 /// One entry: a route restricted to one group of its paths.
 #[derive(Debug)]
 struct Entry {
-    route: u32,
     rule: PathRule,
 }
 
@@ -231,27 +230,38 @@ impl Router {
                     .map(|h| RouteHost::parse(h))
                     .collect()
             });
+            // Every pending entry's route has conditions; a missing one never matches.
+            let (summary_flags, methods) = conditions
+                .get(p.route as usize)
+                .and_then(Option::as_ref)
+                .map_or((0, 0), |c| {
+                    let s = c.summary();
+                    (s.flags, s.methods)
+                });
+            let rule_flag = match p.rule {
+                PathRule::Any => 0,
+                PathRule::Prefix(_) => flags::PREFIX,
+                PathRule::Regex(_) => flags::REGEX,
+            };
+            let item = |port: Option<u16>| Item {
+                rank,
+                route: p.route,
+                port: port.unwrap_or(0),
+                methods,
+                flags: summary_flags | rule_flag | if port.is_some() { flags::HAS_PORT } else { 0 },
+            };
             if hosts.is_empty() {
                 for key in &p.path_keys {
-                    buckets.any_host.insert(key, Item { rank, port: None });
+                    buckets.any_host.insert(key, item(None));
                 }
             }
             for host in hosts.iter() {
                 let bucket = buckets.bucket(&host.pattern);
                 for key in &p.path_keys {
-                    bucket.insert(
-                        key,
-                        Item {
-                            rank,
-                            port: host.port,
-                        },
-                    );
+                    bucket.insert(key, item(host.port));
                 }
             }
-            entries.push(Entry {
-                route: p.route,
-                rule: p.rule,
-            });
+            entries.push(Entry { rule: p.rule });
         }
         let suffix = freeze(buckets.suffix);
         let prefix = freeze(buckets.prefix);
@@ -291,7 +301,7 @@ impl Router {
         for entry in &self.entries {
             if let PathRule::Regex(list) = &entry.rule {
                 for r in list.iter() {
-                    r.regex();
+                    r.precompile();
                 }
             }
         }
@@ -319,29 +329,35 @@ impl Router {
         });
         let host = LowerHost::new(name);
         let host = host.as_bytes();
+        let req = Req {
+            probe,
+            method: method_bit(req.method),
+            port,
+            path: req.path,
+        };
         let mut best = Best {
             rank: u32::MAX,
+            route: u32::MAX,
             len: None,
         };
         // Plain hosts outrank wildcards at equal category counts, so scanning the exact
         // bucket first tends to prune the rest early.
         if let Some(idx) = self.exact.get(host) {
-            self.scan(idx, &probe, port, req.path, &mut best);
+            self.scan(idx, &req, &mut best);
         }
         if self.wildcard_min_rank < best.rank {
             for (i, _) in host.iter().enumerate().filter(|(_, &c)| c == b'.') {
                 if let Some(idx) = self.suffix.get(&host[i..]) {
-                    self.scan(idx, &probe, port, req.path, &mut best);
+                    self.scan(idx, &req, &mut best);
                 }
                 if let Some(idx) = self.prefix.get(&host[..=i]) {
-                    self.scan(idx, &probe, port, req.path, &mut best);
+                    self.scan(idx, &req, &mut best);
                 }
             }
         }
-        self.scan(&self.any_host, &probe, port, req.path, &mut best);
+        self.scan(&self.any_host, &req, &mut best);
 
-        let entry = self.entries.get(best.rank as usize)?;
-        let route_index = entry.route as usize;
+        let route_index = best.route as usize;
         let route = self.runtimes.get(route_index)?;
         Some(RouteMatch {
             route_index,
@@ -354,33 +370,49 @@ impl Router {
 
     /// Scans one host bucket, improving `best`.
     #[inline]
-    fn scan(&self, idx: &PathIndex, probe: &Probe<'_>, port: u16, path: &str, best: &mut Best) {
+    fn scan(&self, idx: &PathIndex, req: &Req<'_>, best: &mut Best) {
         if idx.min_rank() >= best.rank {
             return;
         }
-        idx.for_each_prefix(path.as_bytes(), |items| {
+        let scheme = req.probe.scheme;
+        idx.for_each_prefix(req.path.as_bytes(), |key_len, items| {
             for item in items {
                 // Items are in rank order: nothing further in this list can win.
                 if item.rank >= best.rank {
                     break;
                 }
-                if item.port.is_some_and(|p| p != port) {
+                // Cheap inline checks first; the route's full conditions and the entry
+                // (regexes) only when needed.
+                if item.flags & scheme == 0
+                    || item.port().is_some_and(|p| p != req.port)
+                    || (item.flags & flags::METHODS != 0 && item.methods & req.method == 0)
+                {
                     continue;
                 }
-                let Some(entry) = self.entries.get(item.rank as usize) else {
-                    continue;
+                if item.flags & flags::SLOW != 0 {
+                    let matched = self
+                        .conditions
+                        .get(item.route as usize)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|c| c.matches(&req.probe));
+                    if !matched {
+                        continue;
+                    }
+                }
+                let len = if item.flags & flags::PREFIX != 0 {
+                    // A prefix entry is filed under its paths, all of the entry's length.
+                    Some(Some(key_len))
+                } else if item.flags & flags::REGEX != 0 {
+                    self.entries
+                        .get(item.rank as usize)
+                        .and_then(|e| e.rule.check(req.path))
+                } else {
+                    Some(None)
                 };
-                let matched = self
-                    .conditions
-                    .get(entry.route as usize)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|c| c.matches(probe));
-                if !matched {
-                    continue;
-                }
-                if let Some(len) = entry.rule.check(path) {
+                if let Some(len) = len {
                     *best = Best {
                         rank: item.rank,
+                        route: item.route,
                         len,
                     };
                     break;
@@ -391,9 +423,20 @@ impl Router {
     }
 }
 
+/// The request as a scan sees it.
+struct Req<'a> {
+    probe: Probe<'a>,
+    /// [`method_bit`] of the request method.
+    method: u16,
+    /// Effective port.
+    port: u16,
+    path: &'a str,
+}
+
 /// Best match so far: entry rank and matched length.
 struct Best {
     rank: u32,
+    route: u32,
     len: Option<usize>,
 }
 

@@ -8,6 +8,7 @@ use regex::Regex;
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{Hir, HirKind, Look};
 
+use crate::fast_regex::FastRegex;
 use crate::{RouterError, Scheme};
 
 /// Scheme bit for plain HTTP (http, grpc).
@@ -124,6 +125,53 @@ impl Conditions {
     }
 }
 
+/// Methods with a bit in a route's method mask, compared case-sensitively as Kong does.
+const STANDARD_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// The mask bit of a method, 0 for a method without one.
+#[inline]
+pub(crate) fn method_bit(method: &str) -> u16 {
+    STANDARD_METHODS
+        .iter()
+        .position(|m| *m == method)
+        .map_or(0, |i| 1 << i)
+}
+
+/// What a lookup can check without the full [`Conditions`]: `(flags, methods)` for
+/// [`crate::path_index::Item`].
+pub(crate) struct Summary {
+    /// Scheme bits plus `SLOW` / `METHODS` from [`crate::path_index::flags`].
+    pub(crate) flags: u8,
+    /// Mask of the accepted standard methods.
+    pub(crate) methods: u16,
+}
+
+impl Conditions {
+    /// The conditions in the form stored inline in the path index.
+    pub(crate) fn summary(&self) -> Summary {
+        use crate::path_index::flags;
+        let mut out = Summary {
+            flags: self.schemes & flags::SCHEMES,
+            methods: 0,
+        };
+        if !self.headers.is_empty() || !self.snis.is_empty() {
+            out.flags |= flags::SLOW;
+        }
+        if !self.methods.is_empty() {
+            let bits: Vec<u16> = self.methods.iter().map(|m| method_bit(m)).collect();
+            if bits.contains(&0) {
+                out.flags |= flags::SLOW;
+            } else {
+                out.flags |= flags::METHODS;
+                out.methods = bits.iter().fold(0, |a, b| a | b);
+            }
+        }
+        out
+    }
+}
+
 /// Kong ignores the trailing dot of a fully qualified SNI.
 fn normalize_sni(s: &str) -> String {
     let s = if s.len() > 1 {
@@ -198,6 +246,8 @@ impl PathRule {
 /// ahead of traffic.
 #[derive(Debug)]
 pub(crate) struct PathRegex {
+    /// Direct matcher when the pattern has the simple shape [`FastRegex`] handles.
+    fast: Option<FastRegex>,
     anchored: String,
     /// `None` inside when the parsed pattern still fails to compile (only size limits can
     /// do that); such a regex never matches.
@@ -212,8 +262,18 @@ impl PathRegex {
             .as_ref()
     }
 
+    /// Compiles the regex now unless the direct matcher handles it.
+    pub(crate) fn precompile(&self) {
+        if self.fast.is_none() {
+            self.regex();
+        }
+    }
+
     fn find_len(&self, path: &str) -> Option<usize> {
-        self.regex()?.find(path).map(|m| m.len())
+        match &self.fast {
+            Some(fast) => fast.find_len(path),
+            None => self.regex()?.find(path).map(|m| m.len()),
+        }
     }
 }
 
@@ -235,6 +295,7 @@ pub(crate) fn parse_path_regex(
             ),
         })?;
     let regex = PathRegex {
+        fast: FastRegex::new(&anchored, &hir),
         anchored,
         compiled: OnceLock::new(),
     };

@@ -26,6 +26,7 @@
 
 mod build;
 mod conditions;
+mod fast_regex;
 mod host;
 mod path_index;
 mod upstream;
