@@ -229,12 +229,12 @@ bench_busy_percent() {
     printf '%s\n' "$(((100 * (total - idle) + total / 2) / total))"
 }
 
-# bench_machine_busy_ticks: CPU time the whole machine spent busy so far (everything but idle
-# and iowait in /proc/stat), in clock ticks.
-bench_machine_busy_ticks() {
+# bench_machine_ticks: "BUSY STEAL" so far in clock ticks, from /proc/stat: the time all CPUs
+# ran something (user, nice, system, irq, softirq) and the time the hypervisor kept them from it.
+bench_machine_ticks() {
     local -a c
     read -r -a c < <(grep '^cpu ' /proc/stat)
-    printf '%s\n' "$((c[1] + c[2] + c[3] + c[6] + c[7] + c[8]))"
+    printf '%s %s\n' "$((c[1] + c[2] + c[3] + c[6] + c[7]))" "${c[8]:-0}"
 }
 
 # bench_children_ticks VAR TMPFILE: sets VAR to the user+system CPU time of this shell's
