@@ -36,6 +36,7 @@ pub struct DataPlane {
     settings: Settings,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
 }
 
 fn node_id(prefix: &Path) -> anyhow::Result<uuid::Uuid> {
@@ -70,35 +71,39 @@ impl DataPlane {
             None => gateway.mark_loaded(),
         }
         let (stop, stopped) = watch::channel(false);
-        let proxy_listener = server::bind(settings.proxy_listen, "proxy_listen").await?;
-        let proxy_addr = proxy_listener.local_addr()?;
+        let workers = settings.proxy_workers.max(1);
+        let (proxy_listeners, proxy_addr) =
+            server::bind_shared(settings.proxy_listen, workers, "proxy_listen").await?;
+        let (mut tls_listeners, proxy_tls_addr) = match settings.proxy_listen_tls {
+            Some(addr) => {
+                let (listeners, bound) =
+                    server::bind_shared(addr, workers, "proxy_listen_tls").await?;
+                (listeners.into_iter().map(Some).collect(), Some(bound))
+            }
+            None => (Vec::new(), None),
+        };
+        tls_listeners.resize_with(workers, || None);
         let status_listener = server::bind(settings.status_listen, "status_listen").await?;
         let status_addr = status_listener.local_addr()?;
-        let mut tasks = vec![
-            tokio::spawn(server::serve_proxy(
-                proxy_listener,
-                None,
-                gateway.clone(),
-                stopped.clone(),
-            )),
-            tokio::spawn(server::serve_status(
-                status_listener,
-                gateway.clone(),
-                node,
-                stopped.clone(),
-            )),
-        ];
-        let mut proxy_tls_addr = None;
-        if let Some(addr) = settings.proxy_listen_tls {
-            let listener = server::bind(addr, "proxy_listen_tls").await?;
-            proxy_tls_addr = Some(listener.local_addr()?);
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(gateway.clone()));
-            tasks.push(tokio::spawn(server::serve_proxy(
+        let tasks = vec![tokio::spawn(server::serve_status(
+            status_listener,
+            gateway.clone(),
+            node,
+            stopped.clone(),
+        ))];
+        let tls_config = proxy_tls_addr.map(|_| tls::server_config(gateway.clone()));
+        let mut workers_threads = Vec::with_capacity(workers);
+        for (i, (listener, tls_listener)) in
+            proxy_listeners.into_iter().zip(tls_listeners).enumerate()
+        {
+            let tls = tls_listener.zip(tls_config.clone());
+            workers_threads.push(server::spawn_worker(
+                i,
                 listener,
-                Some(acceptor),
+                tls,
                 gateway.clone(),
-                stopped,
-            )));
+                stopped.clone(),
+            )?);
         }
         Ok(Self {
             gateway,
@@ -108,6 +113,7 @@ impl DataPlane {
             settings,
             stop,
             tasks,
+            workers: workers_threads,
         })
     }
 
@@ -126,6 +132,13 @@ impl DataPlane {
         for task in self.tasks {
             let _ = task.await;
         }
+        let workers = self.workers;
+        let _ = tokio::task::spawn_blocking(move || {
+            for worker in workers {
+                let _ = worker.join();
+            }
+        })
+        .await;
     }
 }
 

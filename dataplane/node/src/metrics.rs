@@ -62,6 +62,11 @@ impl Metrics {
         self.active_connections.fetch_add(delta, Relaxed);
     }
 
+    /// Open downstream connections right now (all workers).
+    pub fn active_connections(&self) -> i64 {
+        self.active_connections.load(Relaxed)
+    }
+
     /// A config was applied or rejected.
     pub fn config_outcome(&self, applied: bool) {
         if applied {

@@ -142,6 +142,111 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
+/// Binds `count` listeners on one address with SO_REUSEPORT, so each proxy worker accepts on
+/// its own socket and the kernel spreads connections (port 0 picks one port for all).
+pub async fn bind_shared(
+    addr: SocketAddr,
+    count: usize,
+    what: &str,
+) -> anyhow::Result<(Vec<std::net::TcpListener>, SocketAddr)> {
+    use anyhow::Context;
+    let mut bound = addr;
+    let mut listeners = Vec::with_capacity(count);
+    for _ in 0..count {
+        let socket = if bound.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .with_context(|| format!("create a socket for {what}"))?;
+        socket
+            .set_reuseaddr(true)
+            .with_context(|| format!("set SO_REUSEADDR on {what}"))?;
+        #[cfg(unix)]
+        socket
+            .set_reuseport(true)
+            .with_context(|| format!("set SO_REUSEPORT on {what}"))?;
+        socket
+            .bind(bound)
+            .with_context(|| format!("bind {what} on {bound}"))?;
+        let listener = socket
+            .listen(1024)
+            .with_context(|| format!("listen on {what} ({bound})"))?;
+        bound = listener.local_addr().context("read the bound address")?;
+        listeners.push(
+            listener
+                .into_std()
+                .context("hand the listener to a worker")?,
+        );
+    }
+    Ok((listeners, bound))
+}
+
+/// Starts proxy worker `index`: an OS thread with its own single-threaded event loop serving
+/// its listeners (HTTP and, when given, HTTPS), like an nginx worker. Requests never hop
+/// threads, which roughly doubles throughput per core over a work-stealing runtime.
+pub fn spawn_worker(
+    index: usize,
+    listener: std::net::TcpListener,
+    tls: Option<(std::net::TcpListener, Arc<rustls::ServerConfig>)>,
+    gateway: Arc<Gateway>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    use anyhow::Context;
+    std::thread::Builder::new()
+        .name(format!("fleetgate-proxy-{index}"))
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, worker = index, "start a proxy worker");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let mut loops = Vec::new();
+                match TcpListener::from_std(listener) {
+                    Ok(l) => loops.push(tokio::spawn(serve_proxy(
+                        l,
+                        None,
+                        gateway.clone(),
+                        shutdown.clone(),
+                    ))),
+                    Err(e) => {
+                        tracing::error!(error = %e, worker = index, "adopt the proxy listener")
+                    }
+                }
+                if let Some((tls_listener, config)) = tls {
+                    match TcpListener::from_std(tls_listener) {
+                        Ok(l) => loops.push(tokio::spawn(serve_proxy(
+                            l,
+                            Some(TlsAcceptor::from(config)),
+                            gateway.clone(),
+                            shutdown.clone(),
+                        ))),
+                        Err(e) => {
+                            tracing::error!(error = %e, worker = index, "adopt the TLS listener")
+                        }
+                    }
+                }
+                for accept_loop in loops {
+                    let _ = accept_loop.await;
+                }
+                // Accepting has stopped; give open connections time to finish their requests.
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+                while gateway.metrics.active_connections() > 0
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            });
+        })
+        .context("spawn a proxy worker thread")
+}
+
 /// Binds an address, naming it on failure.
 pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     use anyhow::Context;

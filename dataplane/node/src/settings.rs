@@ -50,6 +50,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("proxy_listen", Some("0.0.0.0:8000")),
     ("proxy_listen_tls", Some("off")),
     ("status_listen", Some("127.0.0.1:8100")),
+    ("proxy_workers", Some("auto")),
     ("analytics_flush_interval", Some("1s")),
     ("analytics_buffer_size_limit", Some("100000")),
     ("cluster_ping_interval", Some("30s")),
@@ -74,6 +75,9 @@ pub struct Settings {
     pub proxy_listen_tls: Option<SocketAddr>,
     /// `/status`, `/ready`, `/metrics`.
     pub status_listen: SocketAddr,
+    /// Proxy worker threads, each with its own event loop and listener (like nginx
+    /// workers); `auto` = the CPUs this process may run on.
+    pub proxy_workers: usize,
     /// Control plane `host:port` list (clustering; not used by a standalone node).
     pub cluster_control_plane: Vec<String>,
     /// Max time between telemetry flushes.
@@ -190,6 +194,19 @@ impl Settings {
                 reason: "the lower bound is above the upper bound".into(),
             });
         }
+        let workers = get("proxy_workers").unwrap_or("auto");
+        let proxy_workers = match workers {
+            "auto" => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n
+                .parse()
+                .ok()
+                .filter(|n| (1..=1024).contains(n))
+                .ok_or_else(|| SettingsError::BadValue {
+                    key: "proxy_workers".into(),
+                    value: n.into(),
+                    reason: "expected 'auto' or a whole number from 1 to 1024".into(),
+                })?,
+        };
         let buffer = get("analytics_buffer_size_limit").unwrap_or("100000");
         Ok(Settings {
             prefix: PathBuf::from(get("prefix").unwrap_or("./fleetgate-dp")),
@@ -199,6 +216,7 @@ impl Settings {
             proxy_listen: addr("proxy_listen")?,
             proxy_listen_tls,
             status_listen: addr("status_listen")?,
+            proxy_workers,
             cluster_control_plane: get("cluster_control_plane")
                 .map(|s| {
                     s.split(',')
