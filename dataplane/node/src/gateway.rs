@@ -313,7 +313,11 @@ pub fn compile(
                     write_timeout: ms(s.write_timeout),
                     enabled: s.enabled,
                     balancer: balancers.get(&s.host.to_ascii_lowercase()).cloned(),
-                    client: clients.client(ms(s.connect_timeout), ms(s.write_timeout)),
+                    client: clients.client(
+                        ms(s.connect_timeout),
+                        ms(s.write_timeout),
+                        s.tls_verify == Some(true),
+                    ),
                 },
             )
         })

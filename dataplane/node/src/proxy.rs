@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use fleetgate_config::Protocol;
 use fleetgate_plugins::{AccessOutcome, AccessRequest};
 use fleetgate_router::{upstream_path, RequestFacts, Scheme};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -44,20 +45,25 @@ pub struct Downstream {
 /// Pooled upstream HTTP client.
 pub type UpstreamClient = Client<TimeoutConnector, ProxyBody>;
 
-/// Pooled upstream HTTP clients, one per distinct (connect, write) timeout pair (the
+/// Pooled upstream HTTP clients, one per distinct (connect, write, verify) triple (the
 /// connector owns them). Looked up when a config is compiled, never per request.
 #[derive(Debug, Default)]
 pub struct UpstreamClients {
-    by_timeouts: Mutex<HashMap<(Duration, Duration), UpstreamClient>>,
+    by_settings: Mutex<HashMap<(Duration, Duration, bool), UpstreamClient>>,
 }
 
 impl UpstreamClients {
-    /// The pooled client for these timeouts (created on first use, then reused).
-    pub fn client(&self, connect_timeout: Duration, write_timeout: Duration) -> UpstreamClient {
-        let mut map = self.by_timeouts.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry((connect_timeout, write_timeout))
+    /// The pooled client for these settings (created on first use, then reused).
+    pub fn client(
+        &self,
+        connect_timeout: Duration,
+        write_timeout: Duration,
+        verify_tls: bool,
+    ) -> UpstreamClient {
+        let mut map = self.by_settings.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry((connect_timeout, write_timeout, verify_tls))
             .or_insert_with(|| {
-                let connector = TimeoutConnector::new(connect_timeout, write_timeout);
+                let connector = TimeoutConnector::new(connect_timeout, write_timeout, verify_tls);
                 Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(60))
                     .pool_max_idle_per_host(512)
@@ -263,7 +269,12 @@ async fn proxy(
         else {
             break;
         };
-        let uri = match upstream_uri(&target, &upstream_path_str, query.as_deref()) {
+        let scheme = if matches!(service.protocol, Protocol::Https | Protocol::Grpcs) {
+            "https"
+        } else {
+            "http"
+        };
+        let uri = match upstream_uri(&target, scheme, &upstream_path_str, query.as_deref()) {
             Ok(uri) => uri,
             Err(_) => return json_error(StatusCode::BAD_GATEWAY, "invalid upstream address"),
         };
@@ -432,7 +443,12 @@ fn pick(service: &ServiceRuntime) -> Result<Target<'_>, ()> {
     }
 }
 
-fn upstream_uri(target: &Target<'_>, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+fn upstream_uri(
+    target: &Target<'_>,
+    scheme: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Uri, http::Error> {
     let path_and_query = match query {
         Some(q) if !q.is_empty() => format!("{path}?{q}"),
         _ => path.to_string(),
@@ -442,7 +458,7 @@ fn upstream_uri(target: &Target<'_>, path: &str, query: Option<&str>) -> Result<
         other => other.address(),
     };
     Uri::builder()
-        .scheme("http")
+        .scheme(scheme)
         .authority(authority)
         .path_and_query(path_and_query)
         .build()

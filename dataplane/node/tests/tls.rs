@@ -50,3 +50,27 @@ async fn two_snis_get_their_own_certificates() {
     }
     dp.dp.shutdown().await;
 }
+
+#[tokio::test]
+async fn https_upstreams_are_spoken_to_over_tls_and_verified_only_when_asked() {
+    let up = support::https_upstream().await;
+    let dp = Dp::start(&format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: default\n    url: https://127.0.0.1:{port}\n    routes: [{{name: a, paths: [/plain]}}]\n  - name: strict\n    url: https://127.0.0.1:{port}\n    tls_verify: true\n    retries: 0\n    routes: [{{name: b, paths: [/strict]}}]\n",
+        port = up.port()
+    ))
+    .await;
+    // Kong's default (tls_verify unset): encrypted, not verified.
+    let resp = reqwest::get(format!("{}/plain/x", dp.base))
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["tls"], true);
+    assert_eq!(body["path"], "/x");
+    // tls_verify: a self-signed certificate is refused.
+    let resp = reqwest::get(format!("{}/strict/x", dp.base))
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 502);
+    dp.dp.shutdown().await;
+}

@@ -216,3 +216,44 @@ pub async fn deaf_upstream() -> SocketAddr {
     });
     addr
 }
+
+/// An HTTPS upstream (certificate for example.com) answering `{"tls": true, "path": …}`.
+pub async fn https_upstream() -> SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let cert =
+        include_str!("../../../../services/control-plane/tests/fixtures/example.com.cert.pem");
+    let key = include_str!("../../../../services/control-plane/tests/fixtures/example.com.key.pem");
+    let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("cert");
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let body = json!({"tls": true, "path": req.uri().path()}).to_string();
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
