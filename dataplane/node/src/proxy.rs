@@ -187,6 +187,21 @@ async fn proxy(
         sni: downstream.sni.as_deref(),
     });
     let Some(matched) = matched else {
+        // Kong: a plain-HTTP request that only an https route matches is told to upgrade
+        // (426) or redirected, per the route's `https_redirect_status_code`.
+        if !downstream.https {
+            let secure = config.router.find(&RequestFacts {
+                method: req.method().as_str(),
+                host: &host,
+                path: &path,
+                scheme: Scheme::Https,
+                headers: req.headers(),
+                sni: None,
+            });
+            if let Some(secure) = secure {
+                return https_required(secure.route.https_redirect_status_code, &host, req.uri());
+            }
+        }
         return json_error(StatusCode::NOT_FOUND, "no Route matched with those values");
     };
     let route = matched.route;
@@ -462,6 +477,29 @@ fn upstream_uri(
         .authority(authority)
         .path_and_query(path_and_query)
         .build()
+}
+
+/// Kong's answer to plain HTTP on an https-only route: 426 with `Upgrade`, or a redirect to
+/// the same host and path over https.
+fn https_required(status: u16, host: &str, uri: &Uri) -> Response<ProxyBody> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UPGRADE_REQUIRED);
+    if status == StatusCode::UPGRADE_REQUIRED {
+        let mut response = json_error(status, "Please use HTTPS protocol");
+        let headers = response.headers_mut();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(
+            header::UPGRADE,
+            HeaderValue::from_static("TLS/1.2, HTTP/1.1"),
+        );
+        return response;
+    }
+    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+    let location = format!("https://{}{path_and_query}", strip_port(host));
+    let mut response = json_error(status, "Please use HTTPS protocol");
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
 }
 
 /// The host without its port (`[::1]:80` -> `[::1]`, `a:80` -> `a`).

@@ -355,3 +355,53 @@ async fn write_timeout_ends_a_request_the_upstream_stops_reading() {
     }
     dp.dp.shutdown().await;
 }
+
+#[tokio::test]
+async fn https_only_routes_answer_plain_http_with_426_or_a_redirect() {
+    let up = echo_upstream().await;
+    let dp = Dp::start(&format!(
+        r#"_format_version: "3.0"
+services:
+  - name: s
+    url: http://{up}
+    routes:
+      - name: upgrade
+        paths: [/secure]
+        protocols: [https]
+      - name: moved
+        paths: [/moved]
+        protocols: [https]
+        https_redirect_status_code: 301
+"#
+    ))
+    .await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let resp = no_redirects
+        .get(format!("{}/secure/x", dp.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 426);
+    assert_eq!(resp.headers()["upgrade"], "TLS/1.2, HTTP/1.1");
+    let resp = no_redirects
+        .get(format!("{}/moved/x?a=1", dp.base))
+        .header("host", "shop.example.com:8000")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 301);
+    assert_eq!(
+        resp.headers()["location"],
+        "https://shop.example.com/moved/x?a=1"
+    );
+    let resp = no_redirects
+        .get(format!("{}/nothing", dp.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 404);
+    dp.dp.shutdown().await;
+}
