@@ -26,7 +26,14 @@ pub(crate) fn parse_entity_at<E: Entity>(body: &Value, prefix: &str) -> Result<E
         let field = if prefix.is_empty() { "body" } else { prefix };
         return Err(vec![FieldError::new(field, "expected a JSON object")]);
     };
-    let mut map = map.clone();
+    parse_entity_map_at(map.clone(), prefix)
+}
+
+/// [`parse_entity_at`] taking the body by value, so bulk imports avoid a copy per entity.
+pub(crate) fn parse_entity_map_at<E: Entity>(
+    mut map: serde_json::Map<String, Value>,
+    prefix: &str,
+) -> Result<E, Vec<FieldError>> {
     map.remove("created_at");
     map.remove("updated_at");
     strip_nulls(&mut map);

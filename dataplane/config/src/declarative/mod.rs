@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::entities::normalize_target;
 use crate::entity::{Entity, EntityKind, FieldError};
-use crate::parse::parse_entity_at;
+use crate::parse::parse_entity_map_at;
 use crate::snapshot::GatewayConfig;
 
 pub use export::{export_value, export_yaml};
@@ -395,9 +395,9 @@ impl Importer {
     fn parse_all(&mut self) -> (GatewayConfig, HashMap<EntityKind, Vec<String>>) {
         let mut config = GatewayConfig::default();
         let mut paths: HashMap<EntityKind, Vec<String>> = HashMap::new();
-        let items = std::mem::take(&mut self.items);
+        let mut items = std::mem::take(&mut self.items);
         for kind in EntityKind::ALL {
-            let list = items.get(&kind).map(Vec::as_slice).unwrap_or_default();
+            let list = items.remove(&kind).unwrap_or_default();
             let p = paths.entry(kind).or_default();
             match kind {
                 EntityKind::Service => self.parse_into(list, &mut config.services, p),
@@ -416,12 +416,18 @@ impl Importer {
         (config, paths)
     }
 
-    fn parse_into<E: Entity>(&mut self, items: &[Item], out: &mut Vec<E>, paths: &mut Vec<String>) {
+    fn parse_into<E: Entity>(
+        &mut self,
+        items: Vec<Item>,
+        out: &mut Vec<E>,
+        paths: &mut Vec<String>,
+    ) {
         for item in items {
-            match parse_entity_at::<E>(&Value::Object(item.body.clone()), &item.path) {
+            // Items are consumed: parsing takes each body without copying it.
+            match parse_entity_map_at::<E>(item.body, &item.path) {
                 Ok(entity) => {
                     out.push(entity);
-                    paths.push(item.path.clone());
+                    paths.push(item.path);
                 }
                 Err(errs) => self.errors.extend(errs),
             }
