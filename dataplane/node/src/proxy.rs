@@ -90,6 +90,16 @@ pub fn full(bytes: Bytes) -> ProxyBody {
     Full::new(bytes).map_err(|never| match never {}).boxed()
 }
 
+/// Kong's answers when the upstream misbehaves or is too slow.
+const BAD_RESPONSE: (StatusCode, &str) = (
+    StatusCode::BAD_GATEWAY,
+    "An invalid response was received from the upstream server",
+);
+const TIMED_OUT: (StatusCode, &str) = (
+    StatusCode::GATEWAY_TIMEOUT,
+    "The upstream server is timed out",
+);
+
 const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -261,10 +271,12 @@ async fn proxy(
     });
     let client = &service.client;
     let attempts = 1 + usize::from(service.retries);
-    let mut last_error = (
-        StatusCode::BAD_GATEWAY,
-        "An invalid response was received from the upstream server",
-    );
+    let scheme = if matches!(service.protocol, Protocol::Https | Protocol::Grpcs) {
+        "https"
+    } else {
+        "http"
+    };
+    let mut last_error = BAD_RESPONSE;
     for attempt in 0..attempts {
         let target = match pick(service) {
             Ok(t) => t,
@@ -283,11 +295,6 @@ async fn proxy(
             .or_else(|| retryable_body.then(|| full(Bytes::new())))
         else {
             break;
-        };
-        let scheme = if matches!(service.protocol, Protocol::Https | Protocol::Grpcs) {
-            "https"
-        } else {
-            "http"
         };
         let uri = match upstream_uri(&target, scheme, &upstream_path_str, query.as_deref()) {
             Ok(uri) => uri,
@@ -332,7 +339,7 @@ async fn proxy(
                 return Response::from_parts(parts, body);
             }
             Ok(Err(err)) => {
-                if error_chain_has::<http_body_util::LengthLimitError>(&err) {
+                if in_error_chain(&err, |e| e.is::<http_body_util::LengthLimitError>()) {
                     return json_error(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "Request size limit exceeded",
@@ -342,30 +349,24 @@ async fn proxy(
                     target.report(Outcome::TcpFailure);
                     gateway.metrics.upstream_error(UpstreamError::Connect);
                     tracing::debug!(target = %target.address(), error = %err, "upstream connect failed");
-                    last_error = (
-                        StatusCode::BAD_GATEWAY,
-                        "An invalid response was received from the upstream server",
-                    );
+                    last_error = BAD_RESPONSE;
                     // Nothing reached the upstream: safe to retry whatever the method.
                     if body.is_none() && !retryable_body {
                         break;
                     }
                     continue;
                 }
-                if error_chain_has_timeout(&err) {
+                if in_error_chain(&err, |e| {
+                    e.downcast_ref::<std::io::Error>()
+                        .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+                }) {
                     // write_timeout: the upstream stopped taking the request.
                     target.report(Outcome::Timeout);
                     gateway.metrics.upstream_error(UpstreamError::Timeout);
-                    return json_error(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "The upstream server is timed out",
-                    );
+                    return json_error(TIMED_OUT.0, TIMED_OUT.1);
                 }
                 gateway.metrics.upstream_error(UpstreamError::Protocol);
-                last_error = (
-                    StatusCode::BAD_GATEWAY,
-                    "An invalid response was received from the upstream server",
-                );
+                last_error = BAD_RESPONSE;
                 if !(is_idempotent(&method) && retryable_body) || attempt + 1 == attempts {
                     break;
                 }
@@ -373,10 +374,7 @@ async fn proxy(
             Err(_) => {
                 target.report(Outcome::Timeout);
                 gateway.metrics.upstream_error(UpstreamError::Timeout);
-                last_error = (
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "The upstream server is timed out",
-                );
+                last_error = TIMED_OUT;
                 if !(is_idempotent(&method) && retryable_body) {
                     break;
                 }
@@ -386,25 +384,14 @@ async fn proxy(
     json_error(last_error.0, last_error.1)
 }
 
-fn error_chain_has_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = current {
-        if e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        {
-            return true;
-        }
-        current = e.source();
-    }
-    false
-}
-
-fn error_chain_has<E: std::error::Error + 'static>(
+/// Whether `err` or any error in its `source()` chain satisfies `test`.
+fn in_error_chain(
     err: &(dyn std::error::Error + 'static),
+    test: impl Fn(&(dyn std::error::Error + 'static)) -> bool,
 ) -> bool {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = current {
-        if e.is::<E>() {
+        if test(e) {
             return true;
         }
         current = e.source();
