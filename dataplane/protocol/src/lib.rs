@@ -15,6 +15,7 @@
 
 mod error;
 mod framing;
+pub mod license;
 mod messages;
 mod outlet;
 mod version;
@@ -24,6 +25,9 @@ pub use framing::{
     decode_binary, decode_binary_with_limits, decode_text, decode_text_with_limits, encode_binary,
     encode_binary_with_limits, encode_text, encode_text_with_limits, FrameLimits,
     MAX_DECOMPRESSED_BYTES, MAX_FRAME_BYTES,
+};
+pub use license::{
+    verify_license, verify_license_with_key, LicenseClaims, LicenseError, LicenseSigner,
 };
 pub use messages::{CpMessage, Direction, DpMessage, Message, PluginInfo, RequestRecord};
 pub use outlet::{OutletQuery, OUTLET_PATH};
