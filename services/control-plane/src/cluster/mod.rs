@@ -1,0 +1,7 @@
+//! The cluster side of the control plane: the mutual-TLS identity of data-plane nodes
+//! (cluster TLS material, which control plane a client certificate belongs to, licenses) and
+//! the listener and sessions that push config to them.
+
+pub mod identity;
+pub mod license;
+pub mod tls;
