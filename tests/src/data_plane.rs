@@ -1,0 +1,197 @@
+//! `fleetgate-dp` as a child process with a TOML settings file in its own prefix dir.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::{binary, eventually, free_port, http, kill_hard, DpCredentials};
+
+/// How to start a data plane.
+#[derive(Debug, Clone, Default)]
+pub struct DataPlaneOptions {
+    /// `host:port` of the control plane (or of a relay in front of it); none = standalone.
+    pub control_plane: Option<String>,
+    /// Certificates to join with.
+    pub credentials: Option<DpCredentials>,
+    /// `cluster_server_name`, when not the host part.
+    pub server_name: Option<String>,
+    /// A `declarative_config` YAML text.
+    pub declarative_yaml: Option<String>,
+    /// Extra `key = "value"` settings lines.
+    pub extra: Vec<(String, String)>,
+}
+
+/// A data plane process, restartable on the same prefix and ports.
+pub struct DataPlaneProcess {
+    /// Proxy address.
+    pub proxy: SocketAddr,
+    /// Status address.
+    pub status: SocketAddr,
+    prefix: PathBuf,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl DataPlaneProcess {
+    /// Writes the settings and starts the node; waits until its status listener answers.
+    pub async fn start(options: DataPlaneOptions) -> Self {
+        let dir = tempfile::tempdir().expect("create a temp dir");
+        let prefix = dir.path().join("prefix");
+        std::fs::create_dir_all(&prefix).expect("create the prefix dir");
+        let proxy = free_port();
+        let status = free_port();
+        let mut toml = String::new();
+        let mut set = |key: &str, value: &str| {
+            toml.push_str(&format!("{key} = {}\n", toml_string(value)));
+        };
+        set("prefix", &path_str(&prefix));
+        set("proxy_listen", &proxy.to_string());
+        set("status_listen", &status.to_string());
+        set("proxy_workers", "1");
+        if let Some(cp) = &options.control_plane {
+            set("cluster_control_plane", cp);
+        }
+        if let Some(creds) = &options.credentials {
+            for (name, pem) in [
+                ("cluster.crt", &creds.cert),
+                ("cluster.key", &creds.key),
+                ("cluster-ca.crt", &creds.ca),
+            ] {
+                std::fs::write(dir.path().join(name), pem).expect("write a PEM file");
+            }
+            set("cluster_cert", &path_str(&dir.path().join("cluster.crt")));
+            set("cluster_cert_key", &path_str(&dir.path().join("cluster.key")));
+            set("cluster_ca_cert", &path_str(&dir.path().join("cluster-ca.crt")));
+        }
+        if let Some(name) = &options.server_name {
+            set("cluster_server_name", name);
+        }
+        if let Some(yaml) = &options.declarative_yaml {
+            let path = dir.path().join("kong.yml");
+            std::fs::write(&path, yaml).expect("write declarative_config");
+            set("declarative_config", &path_str(&path));
+        }
+        for (key, value) in &options.extra {
+            set(key, value);
+        }
+        std::fs::write(dir.path().join("dp.toml"), toml).expect("write dp.toml");
+        let mut dp = Self {
+            proxy,
+            status,
+            prefix,
+            child: None,
+            _dir: dir,
+        };
+        dp.launch().await;
+        dp
+    }
+
+    fn conf_path(&self) -> PathBuf {
+        self._dir.path().join("dp.toml")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self._dir.path().join("dp.log")
+    }
+
+    /// Everything the node logged so far (all its runs).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The prefix dir (config cache, license, node id).
+    pub fn prefix(&self) -> &Path {
+        &self.prefix
+    }
+
+    async fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open the data plane log");
+        let child = Command::new(binary("fleetgate-dp"))
+            .arg("--conf")
+            .arg(self.conf_path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn fleetgate-dp");
+        self.child = Some(child);
+        let url = format!("http://{}/status", self.status);
+        let client = http();
+        eventually(Duration::from_secs(30), "the data plane status listener", || {
+            let client = client.clone();
+            let url = url.clone();
+            async move { client.get(url).send().await.ok().map(|_| ()) }
+        })
+        .await;
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_hard(&mut child);
+        }
+    }
+
+    /// Kills and starts the node again on the same prefix, settings and ports.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.launch().await;
+    }
+
+    /// The node's `/status` document.
+    pub async fn status(&self) -> Value {
+        http()
+            .get(format!("http://{}/status", self.status))
+            .send()
+            .await
+            .expect("GET /status")
+            .json()
+            .await
+            .expect("/status is JSON")
+    }
+
+    /// A GET through the proxy: status and body text.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        match http()
+            .get(format!("http://{}{path}", self.proxy))
+            .send()
+            .await
+        {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                (status, resp.text().await.unwrap_or_default())
+            }
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
+    /// Waits until `/status` reports `config_hash == hash`.
+    pub async fn wait_for_hash(&self, hash: &str, timeout: Duration) {
+        eventually(timeout, &format!("the data plane to run config {hash}"), || async {
+            (self.status().await["config_hash"] == hash).then_some(())
+        })
+        .await;
+    }
+}
+
+impl Drop for DataPlaneProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_str().expect("utf-8 temp path").to_string()
+}
+
+fn toml_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
