@@ -18,6 +18,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::balancer::{Balancer, HealthRegistry};
+use crate::license::LicenseState;
 use crate::metrics::Metrics;
 use crate::proxy::{UpstreamClient, UpstreamClients};
 use crate::tls::CertificateIndex;
@@ -75,6 +76,8 @@ pub struct CompiledConfig {
     pub hash: ConfigHash,
     /// Where it came from.
     pub source: ConfigSource,
+    /// The control plane's config version (for `cp`/`cache` configs).
+    pub version: Option<i64>,
     /// When it was applied.
     pub applied_at: SystemTime,
     /// Entity counts, for `/status`.
@@ -144,6 +147,8 @@ pub struct Gateway {
     health: Arc<HealthRegistry>,
     clients: UpstreamClients,
     loaded: AtomicBool,
+    /// The license pushed by the control plane (none on a standalone node).
+    pub license: LicenseState,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -175,6 +180,7 @@ impl Gateway {
             health,
             clients,
             loaded: AtomicBool::new(false),
+            license: LicenseState::default(),
         }))
     }
 
@@ -199,9 +205,20 @@ impl Gateway {
         config: GatewayConfig,
         source: ConfigSource,
     ) -> Result<ConfigHash, ApplyError> {
+        self.apply_versioned(config, source, None)
+    }
+
+    /// [`Self::apply`] for a config that carries the control plane's version (`cp`, `cache`).
+    pub fn apply_versioned(
+        &self,
+        config: GatewayConfig,
+        source: ConfigSource,
+        version: Option<i64>,
+    ) -> Result<ConfigHash, ApplyError> {
         let compiled = compile(config, source, &self.counters, &self.health, &self.clients);
         match compiled {
-            Ok(compiled) => {
+            Ok(mut compiled) => {
+                compiled.version = version;
                 let hash = compiled.hash.clone();
                 self.current.store(Arc::new(compiled));
                 self.loaded.store(true, Ordering::Release);
@@ -329,6 +346,7 @@ pub fn compile(
     Ok(CompiledConfig {
         hash,
         source,
+        version: None,
         applied_at: SystemTime::now(),
         counts,
         router,

@@ -2,9 +2,12 @@
 //! `declarative_config` file now; pushed by the control plane in clustered mode).
 
 pub mod balancer;
+pub mod cache;
+pub mod cluster;
 pub mod connector;
 pub mod gateway;
 pub mod idle;
+pub mod license;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
@@ -19,6 +22,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::sync::watch;
 
+pub use cluster::{ClientSettings, ClusterClient, ClusterHandle, ClusterState};
 pub use gateway::{ApplyError, ConfigSource, Gateway};
 
 /// The proxy and config apply are allocation-heavy (headers, parsed configs); mimalloc's
@@ -39,6 +43,8 @@ pub struct DataPlane {
     pub proxy_tls_addr: Option<SocketAddr>,
     /// Bound status address.
     pub status_addr: SocketAddr,
+    /// The cluster client, when `cluster_control_plane` is set.
+    pub cluster: Option<ClusterHandle>,
     settings: Settings,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -63,19 +69,26 @@ impl DataPlane {
     pub async fn start(settings: Settings) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&settings.prefix)
             .with_context(|| format!("create prefix dir {}", settings.prefix.display()))?;
-        let node = Arc::new(status::NodeInfo {
+        let mut node = status::NodeInfo {
             node_id: node_id(&settings.prefix)?,
             hostname: std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
             version: env!("CARGO_PKG_VERSION"),
-        });
+            cluster: None,
+        };
+        // Read the cluster material before anything binds, so a bad file fails start-up.
+        let client_settings = ClientSettings::from_settings(&settings)?;
         let gateway = Gateway::new()?;
-        match &settings.declarative_config {
-            Some(path) => {
-                gateway.apply_declarative_file(path)?;
-            }
-            // No config at all: run empty (404 for everything) and say so.
-            None => gateway.mark_loaded(),
-        }
+        load_license(&gateway, &settings.prefix);
+        load_startup_config(&gateway, &settings)?;
+        // Dial the control plane regardless of what was loaded: a pushed config always
+        // replaces a local one.
+        let cluster = client_settings.map(|client| {
+            let handle =
+                ClusterClient::spawn(client, gateway.clone(), settings.prefix.clone(), node.clone());
+            node.cluster = Some(handle.state());
+            handle
+        });
+        let node = Arc::new(node);
         let (stop, stopped) = watch::channel(false);
         let workers = settings.proxy_workers.max(1);
         let (proxy_listeners, proxy_addr) =
@@ -116,6 +129,7 @@ impl DataPlane {
             proxy_addr,
             proxy_tls_addr,
             status_addr,
+            cluster,
             settings,
             stop,
             tasks,
@@ -124,16 +138,29 @@ impl DataPlane {
     }
 
     /// Re-reads `declarative_config` (what SIGHUP does); a bad file leaves the running
-    /// config in place and returns why.
+    /// config in place and returns why. A config from the control plane (pushed or cached)
+    /// is never replaced by the local file.
     pub fn reload(&self) -> Result<(), ApplyError> {
-        match &self.settings.declarative_config {
-            Some(path) => self.gateway.apply_declarative_file(path).map(|_| ()),
-            None => Ok(()),
+        let Some(path) = &self.settings.declarative_config else {
+            return Ok(());
+        };
+        let source = self.gateway.current().source;
+        if matches!(source, ConfigSource::Cp | ConfigSource::Cache) {
+            tracing::warn!(
+                ?source,
+                file = %path.display(),
+                "not reloading declarative_config: the running config came from the control plane, which always wins"
+            );
+            return Ok(());
         }
+        self.gateway.apply_declarative_file(path).map(|_| ())
     }
 
     /// Stops accepting, lets in-flight requests finish, and waits for the listeners.
     pub async fn shutdown(self) {
+        if let Some(cluster) = self.cluster {
+            cluster.shutdown().await;
+        }
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
@@ -145,6 +172,63 @@ impl DataPlane {
             }
         })
         .await;
+    }
+}
+
+/// Start-up order (DESIGN §5): a valid cache, then `declarative_config`, then fallback
+/// storage, then empty (404 for everything). A corrupt cache is moved aside by
+/// [`cache::load`] and the next source is tried.
+fn load_startup_config(gateway: &Gateway, settings: &Settings) -> anyhow::Result<()> {
+    match cache::load(&settings.prefix) {
+        cache::CacheLoad::Valid(valid) => {
+            let cache::ValidCache {
+                version,
+                hash,
+                config,
+            } = *valid;
+            match gateway.apply_versioned(config, ConfigSource::Cache, Some(version)) {
+                Ok(_) => {
+                    tracing::info!(%hash, version, "running the cached config from the control plane");
+                    return Ok(());
+                }
+                // Intact but not compilable by this build (e.g. written by another version):
+                // treat like a bad cache and fall through.
+                Err(e) => tracing::warn!(error = %e, "the cached config does not compile; trying the next source"),
+            }
+        }
+        cache::CacheLoad::Missing => {}
+        // Already logged (file and reason) when it was moved aside.
+        cache::CacheLoad::Corrupt { .. } => {}
+    }
+    if let Some(path) = &settings.declarative_config {
+        gateway.apply_declarative_file(path)?;
+        return Ok(());
+    }
+    if let Some(config) = fallback_config(settings) {
+        gateway.apply(config, ConfigSource::Fallback)?;
+        return Ok(());
+    }
+    // No config at all: run empty (404 for everything) and say so.
+    tracing::info!("no cached, declarative or fallback config: every request gets 404 until the control plane pushes one");
+    gateway.mark_loaded();
+    Ok(())
+}
+
+/// Hook for `cluster_fallback_config_storage` import (a later issue): the config to start
+/// with when there is no cache and the control plane is unreachable. None for now.
+fn fallback_config(_settings: &Settings) -> Option<fleetgate_config::GatewayConfig> {
+    None
+}
+
+/// Installs the license stored with the cache, if any; a bad file is logged and ignored.
+fn load_license(gateway: &Gateway, prefix: &Path) {
+    match cache::read_license(prefix) {
+        Ok(None) => {}
+        Ok(Some(blob)) => match fleetgate_protocol::verify_license(&blob) {
+            Ok(claims) => gateway.license.set(claims),
+            Err(e) => tracing::warn!(file = %prefix.join(cache::LICENSE_FILE).display(), error = %e, "ignoring the stored license"),
+        },
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "ignoring the stored license"),
     }
 }
 
@@ -160,7 +244,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         loop {
             tokio::select! {
                 _ = hup.recv() => match dp.reload() {
-                    Ok(()) => tracing::info!("reloaded declarative_config"),
+                    Ok(()) => tracing::info!("SIGHUP handled"),
                     Err(e) => tracing::error!(error = %e, "reload rejected; the running config stays"),
                 },
                 _ = term.recv() => break,

@@ -157,6 +157,9 @@ pub async fn handle(
     downstream: Downstream,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    if let Some(expired_at) = gateway.license.expired_at() {
+        return crate::license::expired_response(expired_at);
+    }
     let start = Instant::now();
     let config = gateway.current();
     let response = proxy(&gateway, &config, &downstream, req).await;

@@ -26,6 +26,14 @@ pub enum SettingsError {
         /// Where it came from.
         origin: String,
     },
+    /// A setting another one depends on is not set.
+    #[error("setting '{key}' is required when {because}")]
+    Missing {
+        /// The missing key.
+        key: String,
+        /// The condition that requires it.
+        because: String,
+    },
     /// A value does not parse.
     #[error("setting '{key}': {reason} (got {value:?})")]
     BadValue {
@@ -80,6 +88,14 @@ pub struct Settings {
     pub proxy_workers: usize,
     /// Control plane `host:port` list (clustering; not used by a standalone node).
     pub cluster_control_plane: Vec<String>,
+    /// TLS server name expected from the control plane (default: the endpoint's host).
+    pub cluster_server_name: Option<String>,
+    /// The node's client certificate (PEM file).
+    pub cluster_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM file).
+    pub cluster_cert_key: Option<PathBuf>,
+    /// The CA that signs the control plane's server certificate (PEM file).
+    pub cluster_ca_cert: Option<PathBuf>,
     /// Max time between telemetry flushes.
     pub analytics_flush_interval: Duration,
     /// Buffered requests while disconnected.
@@ -208,6 +224,39 @@ impl Settings {
                 })?,
         };
         let buffer = get("analytics_buffer_size_limit").unwrap_or("100000");
+        let text = |key: &str| get(key).map(str::trim).filter(|s| !s.is_empty());
+        let path = |key: &str| text(key).map(PathBuf::from);
+        let cluster_control_plane: Vec<String> = text("cluster_control_plane")
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !cluster_control_plane.is_empty() {
+            // A clustered node cannot authenticate without all three; say which is missing
+            // now rather than failing every dial later.
+            for key in ["cluster_cert", "cluster_cert_key", "cluster_ca_cert"] {
+                if text(key).is_none() {
+                    return Err(SettingsError::Missing {
+                        key: key.into(),
+                        because: "cluster_control_plane is set".into(),
+                    });
+                }
+            }
+            for endpoint in &cluster_control_plane {
+                let port = endpoint.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
+                if !matches!(port, Some(Ok(_))) {
+                    return Err(SettingsError::BadValue {
+                        key: "cluster_control_plane".into(),
+                        value: endpoint.clone(),
+                        reason: "expected host:port entries separated by commas".into(),
+                    });
+                }
+            }
+        }
         Ok(Settings {
             prefix: PathBuf::from(get("prefix").unwrap_or("./fleetgate-dp")),
             declarative_config: get("declarative_config")
@@ -217,15 +266,11 @@ impl Settings {
             proxy_listen_tls,
             status_listen: addr("status_listen")?,
             proxy_workers,
-            cluster_control_plane: get("cluster_control_plane")
-                .map(|s| {
-                    s.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            cluster_control_plane,
+            cluster_server_name: text("cluster_server_name").map(str::to_string),
+            cluster_cert: path("cluster_cert"),
+            cluster_cert_key: path("cluster_cert_key"),
+            cluster_ca_cert: path("cluster_ca_cert"),
             analytics_flush_interval: parse_duration(
                 "analytics_flush_interval",
                 get("analytics_flush_interval").unwrap_or("1s"),
@@ -324,6 +369,48 @@ mod tests {
         let err =
             Settings::from_sources(Some(("dp.toml", "prefix = \n")), &[]).expect_err("bad toml");
         assert!(err.to_string().contains("dp.toml"), "{err}");
+    }
+
+    #[test]
+    fn cluster_settings_require_cert_key_and_ca() {
+        let err = Settings::from_sources(
+            None,
+            &env(&[
+                ("FLEETGATE_CLUSTER_CONTROL_PLANE", "cp.example:8005"),
+                ("FLEETGATE_CLUSTER_CERT", "/c.pem"),
+                ("FLEETGATE_CLUSTER_CA_CERT", "/ca.pem"),
+            ]),
+        )
+        .expect_err("key missing");
+        assert_eq!(
+            err.to_string(),
+            "setting 'cluster_cert_key' is required when cluster_control_plane is set"
+        );
+        let s = Settings::from_sources(
+            None,
+            &env(&[
+                ("FLEETGATE_CLUSTER_CONTROL_PLANE", "a:1, b:2"),
+                ("FLEETGATE_CLUSTER_CERT", "/c.pem"),
+                ("FLEETGATE_CLUSTER_CERT_KEY", "/k.pem"),
+                ("FLEETGATE_CLUSTER_CA_CERT", "/ca.pem"),
+                ("FLEETGATE_CLUSTER_SERVER_NAME", "cp.internal"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(s.cluster_control_plane, vec!["a:1", "b:2"]);
+        assert_eq!(s.cluster_cert_key, Some(PathBuf::from("/k.pem")));
+        assert_eq!(s.cluster_server_name.as_deref(), Some("cp.internal"));
+        let err = Settings::from_sources(
+            None,
+            &env(&[
+                ("FLEETGATE_CLUSTER_CONTROL_PLANE", "cp.example"),
+                ("FLEETGATE_CLUSTER_CERT", "/c.pem"),
+                ("FLEETGATE_CLUSTER_CERT_KEY", "/k.pem"),
+                ("FLEETGATE_CLUSTER_CA_CERT", "/ca.pem"),
+            ]),
+        )
+        .expect_err("no port");
+        assert!(err.to_string().contains("cluster_control_plane"), "{err}");
     }
 
     #[test]

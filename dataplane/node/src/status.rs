@@ -7,7 +7,9 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
+use tokio::sync::watch;
 
+use crate::cluster::ClusterState;
 use crate::gateway::Gateway;
 use crate::proxy::{full, json_error, ProxyBody};
 
@@ -20,6 +22,9 @@ pub struct NodeInfo {
     pub hostname: String,
     /// Software version.
     pub version: &'static str,
+    /// The cluster link's state, when the node has a `cluster_control_plane` (ignored by
+    /// [`crate::cluster::ClusterClient::spawn`], which publishes it).
+    pub cluster: Option<watch::Receiver<ClusterState>>,
 }
 
 /// Answers one status request.
@@ -36,17 +41,29 @@ pub fn handle(
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
+            let cluster = node
+                .cluster
+                .as_ref()
+                .map(|c| c.borrow().clone())
+                .unwrap_or_default();
             let body = json!({
                 "node_id": node.node_id,
                 "hostname": node.hostname,
                 "version": node.version,
                 "config_hash": current.hash.to_string(),
+                "config_version": current.version,
                 "config_source": current.source,
                 "config_applied_at": applied_at,
                 "ready": gateway.is_loaded(),
                 "entities": current.counts,
                 "routes": current.router.len(),
-                "connected": false,
+                "clustered": node.cluster.is_some(),
+                "connected": cluster.connected,
+                "last_ping": cluster.last_ping_unix.map(crate::license::rfc3339),
+                "last_error": cluster.last_error,
+                "license": gateway.license.status_json(),
+                // Filled by the telemetry buffer (a later issue); zero until then.
+                "telemetry": {"buffer_fill": 0, "dropped": 0},
                 "requests_total": gateway.metrics.total_requests(),
             });
             json_response(StatusCode::OK, body)
