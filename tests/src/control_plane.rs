@@ -118,19 +118,23 @@ impl ControlPlaneProcess {
         self.child = Some(cmd.spawn().expect("spawn fleetgate serve"));
         let url = format!("http://{}/healthz", self.api);
         let client = http();
-        eventually(Duration::from_secs(30), "the control plane to answer /healthz", || {
-            let client = client.clone();
-            let url = url.clone();
-            async move {
-                client
-                    .get(url)
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
-            }
-        })
+        eventually(
+            Duration::from_secs(30),
+            "the control plane to answer /healthz",
+            || {
+                let client = client.clone();
+                let url = url.clone();
+                async move {
+                    client
+                        .get(url)
+                        .send()
+                        .await
+                        .ok()
+                        .filter(|r| r.status().is_success())
+                        .map(|_| ())
+                }
+            },
+        )
         .await;
     }
 
@@ -158,7 +162,12 @@ impl ControlPlaneProcess {
     }
 
     /// A REST call as the `e2e` admin; returns status and JSON body.
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         self.call_as(&self.token, method, path, body).await
     }
 
@@ -179,7 +188,10 @@ impl ControlPlaneProcess {
         let resp = req.send().await.expect("call the control plane");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Asserts a 2xx and returns the body.
@@ -222,13 +234,19 @@ impl ControlPlaneProcess {
             .await;
         DpCredentials {
             control_plane_id: control_plane_id.to_string(),
-            cert: generated["item"]["cert"].as_str().expect("cert").to_string(),
+            cert: generated["item"]["cert"]
+                .as_str()
+                .expect("cert")
+                .to_string(),
             key: generated["key"].as_str().expect("key").to_string(),
             ca: cp["config"]["cluster_ca_cert"]
                 .as_str()
                 .expect("cluster_ca_cert")
                 .to_string(),
-            cert_id: generated["item"]["id"].as_str().expect("cert id").to_string(),
+            cert_id: generated["item"]["id"]
+                .as_str()
+                .expect("cert id")
+                .to_string(),
         }
     }
 
@@ -297,10 +315,12 @@ impl Drop for ControlPlaneProcess {
 
 fn issue_token(data_dir: &Path, database_url: Option<&str>, role: &str) -> String {
     let mut cmd = Command::new(binary("fleetgate"));
-    cmd.args(["token", "create", "--org", "e2e", "--role", role, "--name", role])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("FLEETGATE_DATABASE_URL");
+    cmd.args([
+        "token", "create", "--org", "e2e", "--role", role, "--name", role,
+    ])
+    .arg("--data-dir")
+    .arg(data_dir)
+    .env_remove("FLEETGATE_DATABASE_URL");
     if let Some(url) = database_url {
         cmd.arg("--database-url").arg(url);
     }

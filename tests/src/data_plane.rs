@@ -63,8 +63,14 @@ impl DataPlaneProcess {
                 std::fs::write(dir.path().join(name), pem).expect("write a PEM file");
             }
             set("cluster_cert", &path_str(&dir.path().join("cluster.crt")));
-            set("cluster_cert_key", &path_str(&dir.path().join("cluster.key")));
-            set("cluster_ca_cert", &path_str(&dir.path().join("cluster-ca.crt")));
+            set(
+                "cluster_cert_key",
+                &path_str(&dir.path().join("cluster.key")),
+            );
+            set(
+                "cluster_ca_cert",
+                &path_str(&dir.path().join("cluster-ca.crt")),
+            );
         }
         if let Some(name) = &options.server_name {
             set("cluster_server_name", name);
@@ -125,11 +131,15 @@ impl DataPlaneProcess {
         self.child = Some(child);
         let url = format!("http://{}/status", self.status);
         let client = http();
-        eventually(Duration::from_secs(30), "the data plane status listener", || {
-            let client = client.clone();
-            let url = url.clone();
-            async move { client.get(url).send().await.ok().map(|_| ()) }
-        })
+        eventually(
+            Duration::from_secs(30),
+            "the data plane status listener",
+            || {
+                let client = client.clone();
+                let url = url.clone();
+                async move { client.get(url).send().await.ok().map(|_| ()) }
+            },
+        )
         .await;
     }
 
@@ -175,9 +185,11 @@ impl DataPlaneProcess {
 
     /// Waits until `/status` reports `config_hash == hash`.
     pub async fn wait_for_hash(&self, hash: &str, timeout: Duration) {
-        eventually(timeout, &format!("the data plane to run config {hash}"), || async {
-            (self.status().await["config_hash"] == hash).then_some(())
-        })
+        eventually(
+            timeout,
+            &format!("the data plane to run config {hash}"),
+            || async { (self.status().await["config_hash"] == hash).then_some(()) },
+        )
         .await;
     }
 }

@@ -27,10 +27,14 @@ impl Upstream {
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
-                    let service = service_fn(move |req: Request<hyper::body::Incoming>| async move {
-                        let body = serde_json::json!({"upstream": name, "path": req.uri().path()});
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body.to_string()))))
-                    });
+                    let service =
+                        service_fn(move |req: Request<hyper::body::Incoming>| async move {
+                            let body =
+                                serde_json::json!({"upstream": name, "path": req.uri().path()});
+                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(
+                                body.to_string(),
+                            ))))
+                        });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;

@@ -16,9 +16,16 @@ use serde_json::{json, Value};
 fn fast_cluster(extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut v = vec![
         ("cluster_ping_interval".to_string(), "1s".to_string()),
-        ("cluster_reconnect_delay".to_string(), "200ms..500ms".to_string()),
+        (
+            "cluster_reconnect_delay".to_string(),
+            "200ms..500ms".to_string(),
+        ),
     ];
-    v.extend(extra.iter().map(|(k, val)| (k.to_string(), val.to_string())));
+    v.extend(
+        extra
+            .iter()
+            .map(|(k, val)| (k.to_string(), val.to_string())),
+    );
     v
 }
 
@@ -73,8 +80,8 @@ async fn a_route_created_through_the_api_is_proxied_and_the_node_is_in_sync() {
 /// Steady load through the DP while the CP is killed: not one failed request. Then changes
 /// made while the DP's link is cut reach it as one push of the latest config.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_data_plane_keeps_proxying_through_a_control_plane_crash_and_gets_only_the_latest_config()
-{
+async fn the_data_plane_keeps_proxying_through_a_control_plane_crash_and_gets_only_the_latest_config(
+) {
     let upstream = Upstream::start("steady").await;
     let mut cp = ControlPlaneProcess::start(&["--cluster-ping-interval", "1s"]).await;
     let cp_id = cp.create_control_plane("prod", "pinned_client_certs").await;
@@ -97,11 +104,7 @@ async fn the_data_plane_keeps_proxying_through_a_control_plane_crash_and_gets_on
         load.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
             while !stop.load(Ordering::Relaxed) {
-                match client
-                    .get(format!("http://{proxy}/steady/x"))
-                    .send()
-                    .await
-                {
+                match client.get(format!("http://{proxy}/steady/x")).send().await {
                     Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
                     _ => failed.fetch_add(1, Ordering::Relaxed),
                 };
@@ -111,9 +114,11 @@ async fn the_data_plane_keeps_proxying_through_a_control_plane_crash_and_gets_on
     let before = ok.load(Ordering::Relaxed);
     cp.kill();
     // The DP notices within 1.5 ping intervals; keep the load on well past that.
-    eventually(WAIT, "the data plane to notice the control plane is gone", || async {
-        (dp.status().await["connected"] == false).then_some(())
-    })
+    eventually(
+        WAIT,
+        "the data plane to notice the control plane is gone",
+        || async { (dp.status().await["connected"] == false).then_some(()) },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -145,7 +150,10 @@ async fn the_data_plane_keeps_proxying_through_a_control_plane_crash_and_gets_on
     // applied (they would be logged) and the node runs the latest.
     let log = dp.log();
     for hash in &missed {
-        assert!(!log.contains(hash.as_str()), "intermediate config {hash} was applied");
+        assert!(
+            !log.contains(hash.as_str()),
+            "intermediate config {hash} was applied"
+        );
     }
     assert_eq!(dp.get("/s2/x").await.0, 200);
 }
@@ -263,7 +271,11 @@ async fn a_corrupt_cache_is_moved_aside_and_the_next_source_is_used() {
         let moved = std::fs::read_dir(dp.prefix())
             .expect("list the prefix")
             .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().starts_with("config.cache.corrupt"))
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("config.cache.corrupt")
+            })
             .count();
         assert!(moved >= 1, "{what}: no config.cache.corrupt-* file");
         assert!(dp.log().contains("config.cache"), "{what}: nothing logged");
@@ -310,7 +322,10 @@ async fn a_rejected_config_is_reported_in_nodes_and_not_resent() {
 
     // A certificate whose key belongs to another certificate: the CP stores it, the DP cannot
     // load it into TLS and refuses the whole config.
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../services/control-plane/tests/fixtures");
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../services/control-plane/tests/fixtures"
+    );
     let cert = std::fs::read_to_string(format!("{fixtures}/example.com.cert.pem")).expect("cert");
     let key = std::fs::read_to_string(format!("{fixtures}/api.example.com.key.pem")).expect("key");
     cp.ok(
@@ -398,10 +413,14 @@ async fn an_expired_license_stops_traffic_and_a_renewal_resumes_it() {
         )
         .await;
     assert_eq!(code, 200, "{body}");
-    let body = eventually(WAIT, "traffic to stop after the license expires", || async {
-        let (code, body) = dp.get("/l/x").await;
-        (code == 503).then_some(body)
-    })
+    let body = eventually(
+        WAIT,
+        "traffic to stop after the license expires",
+        || async {
+            let (code, body) = dp.get("/l/x").await;
+            (code == 503).then_some(body)
+        },
+    )
     .await;
     assert!(body.contains("license expired"), "{body}");
     let status = dp.status().await;
@@ -420,4 +439,70 @@ async fn an_expired_license_stops_traffic_and_a_renewal_resumes_it() {
         (dp.get("/l/x").await.0 == 200).then_some(())
     })
     .await;
+}
+
+/// A silent link is dropped after 1.5 ping intervals and re-dialled within the jitter window;
+/// after a CP restart every node is back in sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_loss_reconnects_within_the_jitter_window_and_a_restarted_control_plane_resyncs_every_node(
+) {
+    let upstream = Upstream::start("h").await;
+    let mut cp = ControlPlaneProcess::start(&["--cluster-ping-interval", "1s"]).await;
+    let cp_id = cp.create_control_plane("prod", "pinned_client_certs").await;
+    let creds = cp.dp_credentials(&cp_id).await;
+    let relay = Relay::start(cp.cluster).await;
+    let mut dps = Vec::new();
+    for _ in 0..3 {
+        dps.push(joined_dp(relay.addr.to_string(), &creds).await);
+    }
+    cp.create_service_and_route(&cp_id, "h", upstream.addr, "/h")
+        .await;
+    let first = cp.expected_hash(&cp_id).await;
+    for dp in &dps {
+        dp.wait_for_hash(&first, WAIT).await;
+    }
+
+    // Silence: the sockets stay open, nothing arrives. Ping 1 s -> dropped by 1.5 s after the
+    // last frame; reconnect delay 200..500 ms.
+    relay.freeze();
+    let frozen_at = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(5),
+        "the node to drop the silent link",
+        || async { (dps[0].status().await["connected"] == false).then_some(()) },
+    )
+    .await;
+    let dropped_after = frozen_at.elapsed();
+    eventually(Duration::from_secs(5), "the node to reconnect", || async {
+        (dps[0].status().await["connected"] == true).then_some(())
+    })
+    .await;
+    let back_after = frozen_at.elapsed();
+    assert!(
+        dropped_after <= Duration::from_millis(2000),
+        "dropped only after {dropped_after:?}"
+    );
+    assert!(
+        back_after <= Duration::from_millis(2000 + 500 + 500),
+        "reconnected only after {back_after:?}"
+    );
+
+    // CP restart: a change made right after it reaches every node.
+    cp.restart().await;
+    cp.create_service_and_route(&cp_id, "h2", upstream.addr, "/h2")
+        .await;
+    let second = cp.expected_hash(&cp_id).await;
+    for dp in &dps {
+        dp.wait_for_hash(&second, WAIT).await;
+    }
+    let nodes = eventually(WAIT, "every node in sync and connected", || async {
+        let nodes = cp.nodes(&cp_id).await;
+        (nodes.len() == 3
+            && nodes
+                .iter()
+                .all(|n| n["sync_status"] == "in_sync" && n["connected"] == true))
+        .then_some(nodes)
+    })
+    .await;
+    assert!(nodes.iter().all(|n| n["config_hash"] == second));
 }
