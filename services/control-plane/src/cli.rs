@@ -3,10 +3,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cluster::listener::{parse_duration, ClusterSettings};
+use crate::cluster::tls::ClusterTlsFlags;
 use crate::server::{self, ServerSettings};
 use crate::store::Role;
 
@@ -42,10 +45,68 @@ struct StoreArgs {
     database_url: Option<String>,
 }
 
+/// Where data planes connect and how long their sessions and records live.
+#[derive(Debug, Args)]
+struct ClusterArgs {
+    /// Address the cluster listener (mutual TLS, `/v1/outlet`) listens on.
+    #[arg(long, env = "FLEETGATE_CLUSTER_LISTEN", default_value = "127.0.0.1:8005")]
+    cluster_listen: SocketAddr,
+    /// Heartbeat interval of data planes; a node silent for 1.5 intervals is dropped.
+    #[arg(long, env = "FLEETGATE_CLUSTER_PING_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    cluster_ping_interval: Duration,
+    /// Nodes not seen for longer than this are removed from `/nodes` (e.g. `14d`, `12h`).
+    #[arg(long, env = "FLEETGATE_NODE_PURGE_AFTER", default_value = "14d", value_parser = parse_duration)]
+    node_purge_after: Duration,
+}
+
+impl From<ClusterArgs> for ClusterSettings {
+    fn from(args: ClusterArgs) -> Self {
+        Self {
+            listen: args.cluster_listen,
+            ping_interval: args.cluster_ping_interval,
+            node_purge_after: args.node_purge_after,
+        }
+    }
+}
+
+/// The cluster listener's identity: generated into the data dir unless given here.
+#[derive(Debug, Args)]
+struct ClusterTlsArgs {
+    /// `host:port` data planes dial, shown as `control_plane_endpoint` and put in the
+    /// generated server certificate; default: the cluster listen address.
+    #[arg(long, env = "FLEETGATE_CLUSTER_ENDPOINT")]
+    cluster_endpoint: Option<String>,
+    /// Cluster listener certificate (PEM chain) instead of the generated one; needs
+    /// --cluster-cert-key and --cluster-ca-cert.
+    #[arg(long, env = "FLEETGATE_CLUSTER_CERT")]
+    cluster_cert: Option<PathBuf>,
+    /// Private key (PEM) of --cluster-cert.
+    #[arg(long, env = "FLEETGATE_CLUSTER_CERT_KEY")]
+    cluster_cert_key: Option<PathBuf>,
+    /// CA (PEM) that signed --cluster-cert: what data planes must trust, shown on every
+    /// control plane as `cluster_ca_cert`.
+    #[arg(long, env = "FLEETGATE_CLUSTER_CA_CERT")]
+    cluster_ca_cert: Option<PathBuf>,
+}
+
+impl ClusterTlsArgs {
+    fn flags(&self) -> ClusterTlsFlags {
+        ClusterTlsFlags {
+            cert: self.cluster_cert.clone(),
+            key: self.cluster_cert_key.clone(),
+            ca: self.cluster_ca_cert.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 struct ServeArgs {
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    #[command(flatten)]
+    cluster_tls: ClusterTlsArgs,
     /// Address the REST API listens on.
     #[arg(long, env = "FLEETGATE_API_LISTEN", default_value = "127.0.0.1:8080")]
     api_listen: SocketAddr,
@@ -55,6 +116,8 @@ struct ServeArgs {
 struct QuickstartArgs {
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
     /// Address the REST API listens on.
     #[arg(long, env = "FLEETGATE_API_LISTEN", default_value = "127.0.0.1:8080")]
     api_listen: SocketAddr,
@@ -141,10 +204,19 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
+            let cluster_tls = args.cluster_tls.flags();
+            let cluster: ClusterSettings = args.cluster.into();
+            let cluster_endpoint = args
+                .cluster_tls
+                .cluster_endpoint
+                .unwrap_or_else(|| cluster.listen.to_string());
             server::serve(ServerSettings {
                 data_dir: args.store.data_dir,
                 database_url: args.store.database_url,
                 api_listen: args.api_listen,
+                cluster,
+                cluster_tls,
+                cluster_endpoint: Some(cluster_endpoint),
             })
             .await
         }
@@ -174,6 +246,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     data_dir: args.store.data_dir,
                     database_url: args.store.database_url,
                     api_listen: args.api_listen,
+                    cluster: args.cluster.into(),
+                    cluster_tls: ClusterTlsFlags::default(),
+                    cluster_endpoint: None,
                 },
                 org: args.org,
             })

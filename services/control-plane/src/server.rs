@@ -2,11 +2,16 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::cluster::hub::LicenseSource;
+use crate::cluster::license::LicenseAuthority;
+use crate::cluster::listener::{self, ClusterSettings};
+use crate::cluster::tls::ClusterTlsFlags;
 use crate::state::{ApiSettings, AppState};
 use crate::store::Store;
 
@@ -19,6 +24,12 @@ pub struct ServerSettings {
     pub database_url: Option<String>,
     /// Address of the REST API.
     pub api_listen: SocketAddr,
+    /// The cluster listener data planes dial.
+    pub cluster: ClusterSettings,
+    /// Cluster TLS files replacing the generated ones.
+    pub cluster_tls: ClusterTlsFlags,
+    /// `host:port` data planes dial; default: the cluster listen address.
+    pub cluster_endpoint: Option<String>,
 }
 
 impl ServerSettings {
@@ -51,14 +62,22 @@ pub async fn open_store(data_dir: &Path, database_url: Option<&str>) -> anyhow::
 pub struct RunningServer {
     /// The bound address (useful with port 0).
     pub addr: SocketAddr,
+    /// The bound cluster listener address (data planes dial it).
+    pub cluster_addr: SocketAddr,
+    /// The state the API serves (tests reach the cluster hub and CA through it).
+    pub state: AppState,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningServer {
-    /// Stops accepting, finishes in-flight requests, and waits.
+    /// Stops accepting, finishes in-flight requests, ends data-plane sessions, and waits.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
+        for task in self.background {
+            task.await.context("join a cluster task")?;
+        }
         self.task
             .await
             .context("join the API server task")?
@@ -66,11 +85,47 @@ impl RunningServer {
     }
 }
 
-/// Binds `addr` and serves the API over `store` in a background task.
+/// The license authority as the cluster hub's license source.
+struct AuthorityLicenses {
+    authority: Arc<LicenseAuthority>,
+    store: Arc<Store>,
+}
+
+impl LicenseSource for AuthorityLicenses {
+    fn current_blob(
+        &self,
+        org: uuid::Uuid,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = anyhow::Result<Option<String>>> + Send + '_>,
+    > {
+        Box::pin(async move {
+            let license = self.authority.current_for(&self.store, org).await?;
+            Ok(Some(license.blob))
+        })
+    }
+}
+
+/// Binds `addr` and serves the API over `store` in a background task, with the cluster
+/// listener on an ephemeral loopback port (for in-process servers).
 pub async fn start(
     store: Store,
     addr: SocketAddr,
     settings: ApiSettings,
+) -> anyhow::Result<RunningServer> {
+    let cluster = ClusterSettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..ClusterSettings::default()
+    };
+    start_with(store, addr, settings, cluster).await
+}
+
+/// Binds the API on `addr` and the cluster listener on `cluster.listen`, and serves both in
+/// background tasks.
+pub async fn start_with(
+    store: Store,
+    addr: SocketAddr,
+    settings: ApiSettings,
+    cluster: ClusterSettings,
 ) -> anyhow::Result<RunningServer> {
     let listener = TcpListener::bind(addr)
         .await
@@ -78,8 +133,29 @@ pub async fn start(
     let addr = listener
         .local_addr()
         .context("read the bound API address")?;
-    let app = crate::api::app(AppState::new(store, settings));
+    // No session survives a restart, whatever a crashed predecessor left in the table.
+    crate::cluster::nodes::mark_all_disconnected(&store)
+        .await
+        .context("mark the nodes of the previous run disconnected")?;
+    let state = AppState::new(store, settings)?;
+    state.cluster.set_license_source(Arc::new(AuthorityLicenses {
+        authority: state.licenses.clone(),
+        store: state.store.clone(),
+    }));
     let (stop, mut stopped) = watch::channel(false);
+    let (cluster_addr, cluster_task) = listener::start(
+        state.cluster.clone(),
+        state.cluster_tls.server_config(),
+        cluster.clone(),
+        stop.subscribe(),
+    )
+    .await?;
+    let purge_task = crate::cluster::nodes::spawn_purge(
+        state.store.clone(),
+        cluster.node_purge_after,
+        stop.subscribe(),
+    );
+    let app = crate::api::app(state.clone());
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -87,7 +163,14 @@ pub async fn start(
             })
             .await
     });
-    Ok(RunningServer { addr, stop, task })
+    Ok(RunningServer {
+        addr,
+        cluster_addr,
+        state,
+        stop,
+        task,
+        background: vec![cluster_task, purge_task],
+    })
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
@@ -120,8 +203,17 @@ pub async fn serve(settings: ServerSettings) -> anyhow::Result<()> {
         database = %crate::store::redact_url(&settings.effective_database_url()),
         "store ready"
     );
-    let server = start(store, settings.api_listen, ApiSettings::default()).await?;
+    let api = ApiSettings {
+        data_dir: Some(settings.data_dir.clone()),
+        cluster_tls: settings.cluster_tls.clone(),
+        cluster_endpoint: settings
+            .cluster_endpoint
+            .clone()
+            .unwrap_or_else(|| settings.cluster.listen.to_string()),
+    };
+    let server = start_with(store, settings.api_listen, api, settings.cluster.clone()).await?;
     tracing::info!(addr = %server.addr, "API listening");
+    tracing::info!(addr = %server.cluster_addr, "cluster listener ready");
     shutdown_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await

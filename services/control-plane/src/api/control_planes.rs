@@ -14,7 +14,8 @@ use uuid::Uuid;
 use super::extract::{parse_body, parse_id, JsonBody, Page, PageOf, PathParams, QueryParams};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::state::{ApiSettings, AppState};
+use crate::cluster::tls::cluster_server_name;
+use crate::state::AppState;
 use crate::store::{ControlPlaneRecord, ControlPlaneUpdate, NewControlPlane};
 
 /// Control plane routes.
@@ -126,11 +127,17 @@ pub struct ControlPlaneConfig {
     pub auth_type: String,
     /// Current config version (bumped by every config write).
     pub config_version: i64,
+    /// PEM of the CA that signs the cluster listener's certificate: a node's
+    /// `cluster_ca_cert`.
+    pub cluster_ca_cert: String,
+    /// `<id>.cluster.fleetgate.internal`: as a node's `cluster_server_name`, the listener
+    /// refuses certificates of any other control plane.
+    pub cluster_server_name: String,
 }
 
 impl ControlPlane {
-    fn from_record(record: ControlPlaneRecord, settings: &ApiSettings) -> Self {
-        let endpoint = format!("https://{}", settings.cluster_endpoint);
+    fn from_record(record: ControlPlaneRecord, state: &AppState) -> Self {
+        let endpoint = format!("https://{}", state.settings.cluster_endpoint);
         Self {
             id: record.id,
             name: record.name,
@@ -142,6 +149,8 @@ impl ControlPlane {
                 cluster_type: record.cluster_type,
                 auth_type: record.auth_type,
                 config_version: record.config_version,
+                cluster_ca_cert: state.cluster_tls.ca_pem().to_string(),
+                cluster_server_name: cluster_server_name(record.id),
             },
             created_at: record.created_at,
             updated_at: record.updated_at,
@@ -212,7 +221,7 @@ pub async fn list(
         .await?;
     let items = records
         .into_iter()
-        .map(|r| ControlPlane::from_record(r, &state.settings))
+        .map(|r| ControlPlane::from_record(r, &state))
         .collect();
     Ok(Json(
         page.finish(items, |c: &ControlPlane| c.id.to_string()),
@@ -249,7 +258,7 @@ pub async fn create(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(ControlPlane::from_record(record, &state.settings)),
+        Json(ControlPlane::from_record(record, &state)),
     ))
 }
 
@@ -264,7 +273,7 @@ pub async fn show(
         .store
         .control_plane(caller.organization_id, id)
         .await?;
-    Ok(Json(ControlPlane::from_record(record, &state.settings)))
+    Ok(Json(ControlPlane::from_record(record, &state)))
 }
 
 /// Changes name, description, labels or auth type.
@@ -303,7 +312,7 @@ pub async fn update(
             },
         )
         .await?;
-    Ok(Json(ControlPlane::from_record(record, &state.settings)))
+    Ok(Json(ControlPlane::from_record(record, &state)))
 }
 
 /// Deletes a control plane and its whole gateway config.
@@ -319,6 +328,7 @@ pub async fn remove(
         .delete_control_plane(caller.organization_id, id)
         .await?;
     state.snapshots.forget(id);
+    state.cluster.close_sessions_for_control_plane(id);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -2,9 +2,12 @@
 
 pub mod control_planes;
 pub mod declarative;
+pub mod dp_certificates;
 pub mod entities;
 pub mod extract;
 pub mod health;
+pub mod licenses;
+pub mod nodes;
 pub mod organizations;
 pub mod schemas;
 pub mod tokens;
@@ -27,6 +30,9 @@ pub fn app(state: AppState) -> Router {
         .merge(organizations::router())
         .merge(tokens::router())
         .merge(control_planes::router())
+        .merge(dp_certificates::router())
+        .merge(licenses::router())
+        .merge(nodes::router())
         .merge(entities::router())
         .merge(schemas::router())
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))

@@ -5,3 +5,10 @@
 pub mod identity;
 pub mod license;
 pub mod tls;
+pub mod hub;
+pub mod listener;
+pub mod nodes;
+pub mod session;
+pub mod strip;
+
+pub use hub::ClusterHub;

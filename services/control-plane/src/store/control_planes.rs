@@ -237,7 +237,13 @@ impl Store {
         }
         // Explicit deletes rather than relying on ON DELETE CASCADE, which SQLite only honours
         // when the foreign_keys pragma is on for that connection.
-        for table in ["entity_references", "entity_unique_keys", "core_entities"] {
+        for table in [
+            "entity_references",
+            "entity_unique_keys",
+            "core_entities",
+            "control_plane_cas",
+            "dp_client_certificates",
+        ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE control_plane_id = $1"))
                 .bind(&cp)
                 .execute(&mut *tx)

@@ -7,11 +7,19 @@
 //! check-then-insert steps of referential integrity below cannot race.
 
 mod control_planes;
+mod dp_certificates;
 mod entities;
+mod licenses;
+mod nodes;
 mod organizations;
 
 pub use control_planes::{ControlPlaneRecord, ControlPlaneUpdate, NewControlPlane};
+pub use dp_certificates::{
+    CertificateOwner, ControlPlaneCa, DpCertificateRecord, NewDpCertificate,
+};
 pub use entities::{ensure_id, name_field, EntityRecord, EntityWrite, ReferenceRow};
+pub use nodes::{NodeHello, NodeRecord, NODE_STATUS_INCOMPATIBLE, NODE_STATUS_NORMAL};
+pub use licenses::LicenseRecord;
 pub use organizations::{Organization, Role, TokenRecord};
 
 use std::path::Path;
