@@ -148,7 +148,17 @@ pub async fn run(settings: QuickstartSettings) -> anyhow::Result<()> {
     let data_dir = settings.server.data_dir.clone();
     let store = server::open_store(&data_dir, settings.server.database_url.as_deref()).await?;
     let resources = provision(&store, &data_dir, &settings.org).await?;
-    let running = server::start(store, settings.server.api_listen, ApiSettings::default()).await?;
+    let api = ApiSettings {
+        data_dir: Some(data_dir.clone()),
+        ..ApiSettings::default()
+    };
+    let running = server::start_with(
+        store,
+        settings.server.api_listen,
+        api,
+        settings.server.cluster.clone(),
+    )
+    .await?;
     let base = format!("http://{}", running.addr);
     let token = &resources.token;
     let cp = resources.control_plane_id;

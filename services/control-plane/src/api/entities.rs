@@ -198,6 +198,9 @@ async fn do_create<E: Entity>(
             EntityWrite::from_entity(&entity)?,
         )
         .await?;
+    state
+        .cluster
+        .spawn_config_changed(scope.org, scope.control_plane);
     Ok((StatusCode::CREATED, Json(record.to_api_json())))
 }
 
@@ -263,6 +266,9 @@ async fn do_put<E: Entity>(
             EntityWrite::from_entity(&entity)?,
         )
         .await?;
+    state
+        .cluster
+        .spawn_config_changed(scope.org, scope.control_plane);
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -325,6 +331,9 @@ async fn do_patch<E: Entity>(
             EntityWrite::from_entity(&entity)?,
         )
         .await?;
+    state
+        .cluster
+        .spawn_config_changed(scope.org, scope.control_plane);
     Ok(Json(record.to_api_json()))
 }
 
@@ -338,6 +347,9 @@ async fn do_delete<E: Entity>(state: &AppState, scope: &Scope, key: &str) -> Api
         .store
         .delete_entity(scope.org, scope.control_plane, E::KIND, record.id)
         .await?;
+    state
+        .cluster
+        .spawn_config_changed(scope.org, scope.control_plane);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -37,16 +37,13 @@ pub struct PushFrame {
 /// What the hub can ask a session to do.
 #[derive(Debug, Clone)]
 pub enum SessionCommand {
-    /// Send `refused`-less close: the session's credentials or control plane went away.
+    /// Close the session: its credentials or its control plane went away.
     Close {
         /// Logged and sent as the WebSocket close reason.
         reason: String,
     },
-    /// Send this signed license blob.
-    License {
-        /// The blob.
-        signed_blob: String,
-    },
+    /// The organisation's license changed: send the current one.
+    RefreshLicense,
 }
 
 /// Where the hub gets an organisation's current license blob from (the license authority).
@@ -330,26 +327,13 @@ impl ClusterHub {
         )
     }
 
-    /// Sends the organisation's new license to all its sessions.
-    pub async fn license_changed(&self, org: Uuid) -> anyhow::Result<usize> {
-        let Some(signed_blob) = self.license_blob(org).await? else {
-            return Ok(0);
-        };
-        Ok(self.command_where(|s| s.org == org, SessionCommand::License { signed_blob }))
-    }
 
-    /// [`Self::license_changed`] in the background, logging a failure.
-    pub fn spawn_license_changed(self: &Arc<Self>, org: Uuid) {
-        let hub = self.clone();
-        tokio::spawn(async move {
-            if let Err(err) = hub.license_changed(org).await {
-                tracing::warn!(
-                    organization = %org,
-                    error = format!("{err:#}"),
-                    "could not push the new license to data planes"
-                );
-            }
-        });
+    /// The organisation's license changed (already committed): every session of it sends the
+    /// current one. Returns at once; the sessions fetch and send it themselves.
+    pub fn spawn_license_changed(&self, org: Uuid) -> usize {
+        let sessions = self.command_where(|s| s.org == org, SessionCommand::RefreshLicense);
+        tracing::debug!(organization = %org, sessions, "pushing the new license");
+        sessions
     }
 }
 

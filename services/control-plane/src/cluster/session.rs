@@ -225,11 +225,7 @@ where
     tracing::info!(node_id = %node_id, hostname = %hostname, version = %version, control_plane = %id.control_plane_id, "data plane connected");
 
     // 3. license
-    match hub.license_blob(id.organization_id).await {
-        Ok(Some(signed_blob)) => send_text(&mut sink, &CpMessage::License { signed_blob }).await?,
-        Ok(None) => {}
-        Err(err) => tracing::warn!(organization = %id.organization_id, error = format!("{err:#}"), "could not load the license"),
-    }
+    send_license(&mut sink, ctx).await?;
 
     // 4. + 5. config, now and on every change
     let mut configs = hub
@@ -238,15 +234,18 @@ where
         .context("subscribe to config changes")?;
     let mut last_heard = Instant::now();
     loop {
+        // Biased: a pending close or config goes out before the next incoming frame is
+        // answered, so a node never gets a pong for a state the control plane already left.
         tokio::select! {
+            biased;
             command = commands.recv() => match command {
                 Some(SessionCommand::Close { reason }) => {
                     tracing::info!(node_id = %node_id, reason = %reason, "closing data-plane session");
                     close(&mut sink, CloseCode::Policy, &reason).await;
                     return Ok(Ended::Served);
                 }
-                Some(SessionCommand::License { signed_blob }) => {
-                    send_text(&mut sink, &CpMessage::License { signed_blob }).await?;
+                Some(SessionCommand::RefreshLicense) => {
+                    send_license(&mut sink, ctx).await?;
                 }
                 None => return Ok(Ended::Served),
             },
@@ -293,6 +292,23 @@ where
                 close(&mut sink, CloseCode::Away, "no ping within 1.5 ping intervals").await;
                 return Ok(Ended::Served);
             }
+        }
+    }
+}
+
+/// Sends the organisation's current license, if it has one. Failing to load it is logged, not
+/// fatal: the node keeps its stored license until the next attempt.
+async fn send_license<S>(sink: &mut Sink<S>, ctx: &SessionContext) -> anyhow::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let org = ctx.identity.organization_id;
+    match ctx.hub.license_blob(org).await {
+        Ok(Some(signed_blob)) => send_text(sink, &CpMessage::License { signed_blob }).await,
+        Ok(None) => Ok(()),
+        Err(err) => {
+            tracing::warn!(organization = %org, error = format!("{err:#}"), "could not load the license");
+            Ok(())
         }
     }
 }

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use fleetgate_control_plane::auth::issue_token;
+use fleetgate_control_plane::cluster::listener::ClusterSettings;
 use fleetgate_control_plane::server::{self, RunningServer};
 use fleetgate_control_plane::store::{Role, Store};
 use fleetgate_control_plane::ApiSettings;
@@ -42,6 +43,10 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub store: Store,
     pub database_url: String,
+    /// Where data planes dial (TLS 1.3, client certificate required).
+    pub cluster_addr: std::net::SocketAddr,
+    /// The CA that signs the cluster listener's certificate.
+    pub cluster_ca_pem: String,
     server: Option<RunningServer>,
     _dir: tempfile::TempDir,
 }
@@ -98,6 +103,15 @@ impl Reply {
 
 impl TestApp {
     pub async fn start() -> Self {
+        Self::start_with_cluster(ClusterSettings {
+            listen: "127.0.0.1:0".parse().expect("loopback address"),
+            ..ClusterSettings::default()
+        })
+        .await
+    }
+
+    /// A control plane whose cluster listener uses these settings (e.g. a short ping interval).
+    pub async fn start_with_cluster(cluster: ClusterSettings) -> Self {
         // Server-side errors (e.g. the cause of a 500) show up in the failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_env_filter("warn,fleetgate_control_plane=info")
@@ -106,15 +120,18 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("create a temp dir");
         let database_url = fresh_database_url(dir.path()).await;
         let store = Store::connect(&database_url).await.expect("open the store");
-        let server = server::start(
+        let server = server::start_with(
             store.clone(),
             "127.0.0.1:0".parse().expect("loopback address"),
             ApiSettings::default(),
+            cluster,
         )
         .await
         .expect("start the API");
         Self {
             base: format!("http://{}", server.addr),
+            cluster_addr: server.cluster_addr,
+            cluster_ca_pem: server.state.cluster_tls.ca_pem().to_string(),
             client: reqwest::Client::new(),
             store,
             database_url,
