@@ -49,7 +49,11 @@ struct StoreArgs {
 #[derive(Debug, Args)]
 struct ClusterArgs {
     /// Address the cluster listener (mutual TLS, `/v1/outlet`) listens on.
-    #[arg(long, env = "FLEETGATE_CLUSTER_LISTEN", default_value = "127.0.0.1:8005")]
+    #[arg(
+        long,
+        env = "FLEETGATE_CLUSTER_LISTEN",
+        default_value = "127.0.0.1:8005"
+    )]
     cluster_listen: SocketAddr,
     /// Heartbeat interval of data planes; a node silent for 1.5 intervals is dropped.
     #[arg(long, env = "FLEETGATE_CLUSTER_PING_INTERVAL", default_value = "30s", value_parser = parse_duration)]

@@ -150,7 +150,12 @@ pub async fn run(settings: QuickstartSettings) -> anyhow::Result<()> {
     let resources = provision(&store, &data_dir, &settings.org).await?;
     let api = ApiSettings {
         data_dir: Some(data_dir.clone()),
-        ..ApiSettings::default()
+        cluster_tls: settings.server.cluster_tls.clone(),
+        cluster_endpoint: settings
+            .server
+            .cluster_endpoint
+            .clone()
+            .unwrap_or_else(|| settings.server.cluster.listen.to_string()),
     };
     let running = server::start_with(
         store,

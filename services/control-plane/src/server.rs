@@ -138,10 +138,12 @@ pub async fn start_with(
         .await
         .context("mark the nodes of the previous run disconnected")?;
     let state = AppState::new(store, settings)?;
-    state.cluster.set_license_source(Arc::new(AuthorityLicenses {
-        authority: state.licenses.clone(),
-        store: state.store.clone(),
-    }));
+    state
+        .cluster
+        .set_license_source(Arc::new(AuthorityLicenses {
+            authority: state.licenses.clone(),
+            store: state.store.clone(),
+        }));
     let (stop, mut stopped) = watch::channel(false);
     let (cluster_addr, cluster_task) = listener::start(
         state.cluster.clone(),

@@ -73,8 +73,7 @@ impl AppState {
             Some(dir) => (
                 ClusterTls::load_or_generate(dir, &settings.cluster_tls, &host)
                     .context("load the cluster TLS material")?,
-                LicenseAuthority::load_or_generate(dir)
-                    .context("load the license signing key")?,
+                LicenseAuthority::load_or_generate(dir).context("load the license signing key")?,
             ),
             None => (
                 ClusterTls::ephemeral(&host).context("generate cluster TLS material")?,

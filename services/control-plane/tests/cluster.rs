@@ -1,9 +1,9 @@
 //! The cluster listener end to end: a raw data-plane client over real TLS 1.3 and WebSocket
 //! against an in-process control plane (SQLite, or PostgreSQL with FLEETGATE_TEST_DATABASE_URL).
 
-mod support;
 #[path = "support/dp_client.rs"]
 mod dp_client;
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -84,7 +84,10 @@ impl Fixture {
 
     async fn node(&self, node_id: Uuid) -> Value {
         self.app
-            .get(&format!("/v2/control-planes/{}/nodes/{node_id}", self.cp), &self.token)
+            .get(
+                &format!("/v2/control-planes/{}/nodes/{node_id}", self.cp),
+                &self.token,
+            )
             .await
             .expect(200)
             .body
@@ -95,7 +98,10 @@ impl Fixture {
         eventually(WAIT, what, || async {
             let reply = self
                 .app
-                .get(&format!("/v2/control-planes/{}/nodes/{node_id}", self.cp), &self.token)
+                .get(
+                    &format!("/v2/control-planes/{}/nodes/{node_id}", self.cp),
+                    &self.token,
+                )
                 .await;
             (reply.status == 200 && check(&reply.body)).then_some(reply.body)
         })
@@ -172,7 +178,10 @@ async fn config_writes_are_pushed_at_once_and_held_hashes_are_not_resent() {
     f.add_service("billing").await;
     let started = Instant::now();
     let (version, hash, config) = dp.expect_reconfigure().await;
-    assert!(started.elapsed() < Duration::from_secs(2), "pushed without batching delay");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "pushed without batching delay"
+    );
     assert!(version > first_version);
     assert_eq!(hash, f.expected_hash().await);
     assert_eq!(config["services"][0]["name"], "billing");
@@ -199,7 +208,9 @@ async fn a_rejected_config_is_recorded_and_not_resent_until_the_config_changes()
     })
     .await;
     let node = f
-        .node_where(node_id, "rejection recorded", |n| n["sync_status"] == "rejected")
+        .node_where(node_id, "rejection recorded", |n| {
+            n["sync_status"] == "rejected"
+        })
         .await;
     assert_eq!(node["errors"], json!(["routes[0]: regex does not compile"]));
     assert_eq!(node["rejected_config_hash"], hash);
@@ -285,7 +296,10 @@ async fn deleting_the_certificate_or_the_control_plane_closes_sessions_within_a_
     let started = Instant::now();
     f.app
         .delete(
-            &format!("/v2/control-planes/{}/dp-client-certificates/{}", f.cp, f.cert_id),
+            &format!(
+                "/v2/control-planes/{}/dp-client-certificates/{}",
+                f.cp, f.cert_id
+            ),
             &f.token,
         )
         .await
@@ -293,7 +307,14 @@ async fn deleting_the_certificate_or_the_control_plane_closes_sessions_within_a_
     dp.expect_closed(Duration::from_secs(1)).await;
     assert!(started.elapsed() <= Duration::from_secs(1));
     // And it cannot come back.
-    match dial_raw(f.app.cluster_addr, &f.app.cluster_ca_pem, Some(&f.cert), &query(Uuid::new_v4(), VERSION)).await {
+    match dial_raw(
+        f.app.cluster_addr,
+        &f.app.cluster_ca_pem,
+        Some(&f.cert),
+        &query(Uuid::new_v4(), VERSION),
+    )
+    .await
+    {
         Err(DialError::Http { status, .. }) => assert_eq!(status, 401),
         other => panic!("expected 401, got {:?}", other.map(|_| "a session")),
     }

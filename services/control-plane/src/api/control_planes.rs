@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use super::extract::{parse_body, parse_id, JsonBody, Page, PageOf, PathParams, QueryParams};
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
 use crate::cluster::tls::cluster_server_name;
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{ControlPlaneRecord, ControlPlaneUpdate, NewControlPlane};
 

@@ -156,7 +156,9 @@ pub async fn import(
         .store
         .replace_config(caller.organization_id, cp, writes)
         .await?;
-    state.cluster.spawn_config_changed(caller.organization_id, cp);
+    state
+        .cluster
+        .spawn_config_changed(caller.organization_id, cp);
     let snapshot = state
         .snapshots
         .get(&state.store, caller.organization_id, cp)

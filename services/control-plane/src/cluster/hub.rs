@@ -164,7 +164,10 @@ impl ClusterHub {
         lock(&self.sessions).len()
     }
 
-    fn plane(&self, control_plane: Uuid) -> (watch::Sender<FrameSlot>, Arc<tokio::sync::Mutex<()>>) {
+    fn plane(
+        &self,
+        control_plane: Uuid,
+    ) -> (watch::Sender<FrameSlot>, Arc<tokio::sync::Mutex<()>>) {
         let mut planes = lock(&self.planes);
         let plane = planes.entry(control_plane).or_insert_with(|| PlaneChannel {
             tx: watch::channel(None).0,
@@ -296,7 +299,11 @@ impl ClusterHub {
         )
     }
 
-    fn command_where(&self, matches: impl Fn(&SessionEntry) -> bool, command: SessionCommand) -> usize {
+    fn command_where(
+        &self,
+        matches: impl Fn(&SessionEntry) -> bool,
+        command: SessionCommand,
+    ) -> usize {
         let sessions = lock(&self.sessions);
         sessions
             .values()
@@ -327,7 +334,6 @@ impl ClusterHub {
         )
     }
 
-
     /// The organisation's license changed (already committed): every session of it sends the
     /// current one. Returns at once; the sessions fetch and send it themselves.
     pub fn spawn_license_changed(&self, org: Uuid) -> usize {
@@ -348,7 +354,8 @@ pub fn encode_frame(snapshot: &ConfigSnapshot) -> anyhow::Result<PushFrame> {
         config_hash: hash.clone(),
         config,
     };
-    let frame = fleetgate_protocol::encode_binary(&message).context("encode the reconfigure frame")?;
+    let frame =
+        fleetgate_protocol::encode_binary(&message).context("encode the reconfigure frame")?;
     Ok(PushFrame {
         version: snapshot.version,
         hash,

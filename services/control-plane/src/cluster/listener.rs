@@ -20,8 +20,8 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::hub::ClusterHub;
-use super::nodes::stopped;
 use super::identity::{identify, IdentifyError};
+use super::nodes::stopped;
 use super::session::{self, SessionContext, SessionIdentity};
 use crate::store::now_unix;
 
@@ -181,11 +181,16 @@ async fn connection(
     };
 
     let mut accepted: Option<OutletQuery> = None;
+    // The result type is fixed by tungstenite's `Callback` trait.
+    #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         if request.uri().path() != OUTLET_PATH {
             return Err(problem(
                 StatusCode::NOT_FOUND,
-                &format!("no cluster endpoint at {}; data planes dial {OUTLET_PATH}", request.uri().path()),
+                &format!(
+                    "no cluster endpoint at {}; data planes dial {OUTLET_PATH}",
+                    request.uri().path()
+                ),
             ));
         }
         let query = OutletQuery::parse(request.uri().query().unwrap_or(""))
@@ -238,7 +243,10 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("14d").unwrap(), Duration::from_secs(14 * 86_400));
+        assert_eq!(
+            parse_duration("14d").unwrap(),
+            Duration::from_secs(14 * 86_400)
+        );
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));

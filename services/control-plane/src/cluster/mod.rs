@@ -2,13 +2,13 @@
 //! (cluster TLS material, which control plane a client certificate belongs to, licenses) and
 //! the listener and sessions that push config to them.
 
+pub mod hub;
 pub mod identity;
 pub mod license;
-pub mod tls;
-pub mod hub;
 pub mod listener;
 pub mod nodes;
 pub mod session;
 pub mod strip;
+pub mod tls;
 
 pub use hub::ClusterHub;

@@ -39,7 +39,10 @@ pub fn sync_status(node: &NodeRecord, latest_hash: &str) -> SyncStatus {
 pub async fn mark_all_disconnected(store: &Store) -> anyhow::Result<()> {
     let cleared = store.mark_all_nodes_disconnected().await?;
     if cleared > 0 {
-        tracing::info!(nodes = cleared, "marked nodes of the previous run disconnected");
+        tracing::info!(
+            nodes = cleared,
+            "marked nodes of the previous run disconnected"
+        );
     }
     Ok(())
 }

@@ -65,9 +65,12 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let text = fleetgate_protocol::encode_text(message).context("encode a message")?;
-    sink.send(Message::text(text))
-        .await
-        .with_context(|| format!("send {}", fleetgate_protocol::Message::message_type(message)))
+    sink.send(Message::text(text)).await.with_context(|| {
+        format!(
+            "send {}",
+            fleetgate_protocol::Message::message_type(message)
+        )
+    })
 }
 
 async fn close<S>(sink: &mut Sink<S>, code: CloseCode, reason: &str)
@@ -162,14 +165,31 @@ where
         ..
     } = hello
     else {
-        let reason = format!("expected hello as the first message, got {}", fleetgate_protocol::Message::message_type(&hello));
-        send_text(&mut sink, &CpMessage::Refused { reason: reason.clone() }).await?;
+        let reason = format!(
+            "expected hello as the first message, got {}",
+            fleetgate_protocol::Message::message_type(&hello)
+        );
+        send_text(
+            &mut sink,
+            &CpMessage::Refused {
+                reason: reason.clone(),
+            },
+        )
+        .await?;
         close(&mut sink, CloseCode::Policy, &reason).await;
         anyhow::bail!(reason);
     };
     if hello_id != node_id {
-        let reason = format!("hello node_id {hello_id} differs from the node_id {node_id} of the connection");
-        send_text(&mut sink, &CpMessage::Refused { reason: reason.clone() }).await?;
+        let reason = format!(
+            "hello node_id {hello_id} differs from the node_id {node_id} of the connection"
+        );
+        send_text(
+            &mut sink,
+            &CpMessage::Refused {
+                reason: reason.clone(),
+            },
+        )
+        .await?;
         close(&mut sink, CloseCode::Policy, &reason).await;
         anyhow::bail!(reason);
     }
@@ -177,7 +197,9 @@ where
     // 2. version skew
     let compat = match Version::parse(&version) {
         Ok(dp) => compatibility(&hub.cp_version(), &dp).map_version(dp),
-        Err(err) => Err(format!("data plane version {version:?} is not MAJOR.MINOR.PATCH: {err}")),
+        Err(err) => Err(format!(
+            "data plane version {version:?} is not MAJOR.MINOR.PATCH: {err}"
+        )),
     };
     let dp_version = match compat {
         Ok(dp) => dp,
@@ -196,7 +218,13 @@ where
                 })
                 .await
                 .context("record the incompatible node")?;
-            send_text(&mut sink, &CpMessage::Refused { reason: reason.clone() }).await?;
+            send_text(
+                &mut sink,
+                &CpMessage::Refused {
+                    reason: reason.clone(),
+                },
+            )
+            .await?;
             close(&mut sink, CloseCode::Policy, &reason).await;
             return Ok(Ended::Refused);
         }
@@ -357,7 +385,13 @@ where
             return Ok(());
         }
         Err(err) => {
-            return send_text(sink, &CpMessage::Error { message: err.to_string() }).await;
+            return send_text(
+                sink,
+                &CpMessage::Error {
+                    message: err.to_string(),
+                },
+            )
+            .await;
         }
     };
     match message {
@@ -366,7 +400,13 @@ where
                 tracing::warn!(node_id = %node_id, error = %err, "could not record a ping");
             }
             view.hash = config_hash;
-            send_text(sink, &CpMessage::Pong { cp_time_ms: now_ms() }).await?;
+            send_text(
+                sink,
+                &CpMessage::Pong {
+                    cp_time_ms: now_ms(),
+                },
+            )
+            .await?;
         }
         DpMessage::Applied { config_hash } => {
             if let Err(err) = store.record_node_hash(cp, node_id, &config_hash).await {
@@ -375,7 +415,10 @@ where
             tracing::info!(node_id = %node_id, config_hash = %config_hash, "data plane applied a config");
             view.hash = config_hash;
         }
-        DpMessage::Rejected { config_hash, errors } => {
+        DpMessage::Rejected {
+            config_hash,
+            errors,
+        } => {
             let errors: Vec<String> = errors
                 .into_iter()
                 .take(MAX_REJECT_ERRORS)
@@ -400,17 +443,24 @@ where
             view.rejected = Some(config_hash);
         }
         DpMessage::Hello { .. } => {
-            send_text(sink, &CpMessage::Error {
-                message: "hello was already received on this connection".into(),
-            })
+            send_text(
+                sink,
+                &CpMessage::Error {
+                    message: "hello was already received on this connection".into(),
+                },
+            )
             .await?;
         }
         DpMessage::Telemetry { seq, .. } => {
             // Not acknowledged: the node keeps the batch and re-sends it once ingestion exists.
             tracing::debug!(node_id = %node_id, seq, "telemetry batch not ingested (not available yet)");
-            send_text(sink, &CpMessage::Error {
-                message: "telemetry ingestion is not available on this control plane yet".into(),
-            })
+            send_text(
+                sink,
+                &CpMessage::Error {
+                    message: "telemetry ingestion is not available on this control plane yet"
+                        .into(),
+                },
+            )
             .await?;
         }
     }

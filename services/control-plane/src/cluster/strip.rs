@@ -64,7 +64,11 @@ pub fn strip_frame(frame: &PushFrame, dp: Version) -> anyhow::Result<PushFrame> 
     strip_frame_with(frame, dp, REGISTRY)
 }
 
-fn strip_frame_with(frame: &PushFrame, dp: Version, rules: &[StripRule]) -> anyhow::Result<PushFrame> {
+fn strip_frame_with(
+    frame: &PushFrame,
+    dp: Version,
+    rules: &[StripRule],
+) -> anyhow::Result<PushFrame> {
     let CpMessage::Reconfigure {
         version,
         config_hash,
@@ -144,8 +148,9 @@ mod tests {
             frame: Bytes::from(fleetgate_protocol::encode_binary(&message).unwrap()),
         };
         let stripped = strip_frame_with(&frame, Version::new(0, 1, 0), RULES).unwrap();
-        let CpMessage::Reconfigure { version, config, .. } =
-            fleetgate_protocol::decode_binary(&stripped.frame).unwrap()
+        let CpMessage::Reconfigure {
+            version, config, ..
+        } = fleetgate_protocol::decode_binary(&stripped.frame).unwrap()
         else {
             panic!("not a reconfigure");
         };

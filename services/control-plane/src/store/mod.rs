@@ -18,8 +18,8 @@ pub use dp_certificates::{
     CertificateOwner, ControlPlaneCa, DpCertificateRecord, NewDpCertificate,
 };
 pub use entities::{ensure_id, name_field, EntityRecord, EntityWrite, ReferenceRow};
-pub use nodes::{NodeHello, NodeRecord, NODE_STATUS_INCOMPATIBLE, NODE_STATUS_NORMAL};
 pub use licenses::LicenseRecord;
+pub use nodes::{NodeHello, NodeRecord, NODE_STATUS_INCOMPATIBLE, NODE_STATUS_NORMAL};
 pub use organizations::{Organization, Role, TokenRecord};
 
 use std::path::Path;

@@ -139,12 +139,7 @@ impl Store {
     }
 
     /// A ping or an `applied`: the node is alive and runs `config_hash`.
-    pub async fn record_node_hash(
-        &self,
-        cp: Uuid,
-        id: Uuid,
-        config_hash: &str,
-    ) -> StoreResult<()> {
+    pub async fn record_node_hash(&self, cp: Uuid, id: Uuid, config_hash: &str) -> StoreResult<()> {
         let now = now_unix();
         sqlx::query(
             "UPDATE nodes SET last_ping = $1, config_hash = $2, connected = 1, updated_at = $1 \

@@ -109,10 +109,7 @@ pub async fn dial_raw(
         .await
         .map_err(|e| DialError::Transport(e.to_string()))?;
     let tls = connector
-        .connect(
-            ServerName::try_from("localhost").expect("server name"),
-            tcp,
-        )
+        .connect(ServerName::try_from("localhost").expect("server name"), tcp)
         .await
         .map_err(|e| DialError::Transport(e.to_string()))?;
     let url = format!("wss://localhost/v1/outlet?{query}");
@@ -171,7 +168,9 @@ impl DpConn {
     pub async fn recv_within(&mut self, timeout: Duration) -> Option<Incoming> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let next = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()?;
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()?;
             match next {
                 None => return Some(Incoming::Closed(None)),
                 Some(Err(_)) => return Some(Incoming::Closed(None)),

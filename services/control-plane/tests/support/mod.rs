@@ -123,7 +123,12 @@ impl TestApp {
         let server = server::start_with(
             store.clone(),
             "127.0.0.1:0".parse().expect("loopback address"),
-            ApiSettings::default(),
+            // Cluster TLS material and the license key are generated into the data dir, as
+            // in production.
+            ApiSettings {
+                data_dir: Some(dir.path().to_path_buf()),
+                ..ApiSettings::default()
+            },
             cluster,
         )
         .await
@@ -138,6 +143,11 @@ impl TestApp {
             server: Some(server),
             _dir: dir,
         }
+    }
+
+    /// The server's data dir (generated keys live here).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     /// Issues a token for the organisation (created if needed).
