@@ -1,6 +1,11 @@
 //! The whole configuration of one control plane, its canonical form and content hash.
 
 use std::collections::{HashMap, HashSet};
+
+/// Keys come from the config being validated, not from an attacker choosing hash
+/// collisions per request, so a fast non-DoS-resistant hash is fine.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type IdSet = HashSet<Uuid, foldhash::fast::RandomState>;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -184,7 +189,7 @@ impl GatewayConfig {
         path: &dyn Fn(EntityKind, usize) -> String,
     ) -> Result<(), Vec<FieldError>> {
         let mut errors = Vec::new();
-        let mut ids: HashMap<EntityKind, HashSet<Uuid>> = HashMap::new();
+        let mut ids: HashMap<EntityKind, IdSet> = HashMap::new();
         check_kind(&self.services, path, &mut ids, &mut errors);
         check_kind(&self.routes, path, &mut ids, &mut errors);
         check_kind(&self.consumers, path, &mut ids, &mut errors);
@@ -194,7 +199,7 @@ impl GatewayConfig {
         check_kind(&self.targets, path, &mut ids, &mut errors);
         check_kind(&self.certificates, path, &mut ids, &mut errors);
         check_kind(&self.snis, path, &mut ids, &mut errors);
-        let empty = HashSet::new();
+        let empty = IdSet::default();
         let resolve = |kind: EntityKind, id: &Uuid| ids.get(&kind).unwrap_or(&empty).contains(id);
         check_refs(&self.services, path, &resolve, &mut errors);
         check_refs(&self.routes, path, &resolve, &mut errors);
@@ -215,25 +220,28 @@ impl GatewayConfig {
 fn check_kind<E: Entity>(
     items: &[E],
     path: &dyn Fn(EntityKind, usize) -> String,
-    ids: &mut HashMap<EntityKind, HashSet<Uuid>>,
+    ids: &mut HashMap<EntityKind, IdSet>,
     errors: &mut Vec<FieldError>,
 ) {
     let seen = ids.entry(E::KIND).or_default();
-    let mut keys: HashMap<(&'static str, String), usize> = HashMap::new();
+    let mut keys: FastMap<(&'static str, String), usize> = FastMap::default();
     for (i, item) in items.iter().enumerate() {
-        let at = path(E::KIND, i);
+        // The path is built only for errors: formatting it for every entity of a large
+        // config costs more than validating it.
+        let at = || path(E::KIND, i);
         if let Err(errs) = item.validate() {
+            let at = at();
             errors.extend(errs.into_iter().map(|e| e.prefixed(&at)));
         }
         let id = item.id();
         if id.is_nil() {
             errors.push(FieldError::new(
-                format!("{at}.id"),
+                format!("{}.id", at()),
                 "required field missing",
             ));
         } else if !seen.insert(id) {
             errors.push(FieldError::new(
-                format!("{at}.id"),
+                format!("{}.id", at()),
                 format!("another {} has the id {id}", E::KIND.singular()),
             ));
         }
@@ -241,7 +249,7 @@ fn check_kind<E: Entity>(
             let key = (field, value);
             if let Some(first) = keys.get(&key) {
                 errors.push(FieldError::new(
-                    format!("{at}.{field}"),
+                    format!("{}.{field}", at()),
                     format!(
                         "unique constraint violation: {} at {} has the same {field} '{}'",
                         E::KIND.singular(),

@@ -75,40 +75,39 @@ pub(crate) fn split_host_port(s: &str) -> (&str, Option<u16>) {
 /// fall back to a heap copy.
 const STACK_HOST: usize = 256;
 
-/// A request host name lowercased without allocating in the common case.
-pub(crate) struct LowerHost {
-    buf: [u8; STACK_HOST],
-    len: usize,
-    heap: Option<Vec<u8>>,
+/// A request host name lowercased without copying in the common case (clients send
+/// lowercase names), and without allocating unless it is longer than [`STACK_HOST`].
+pub(crate) enum LowerHost<'a> {
+    /// Already lowercase: the request's own bytes.
+    Borrowed(&'a [u8]),
+    /// Lowercased into a stack buffer.
+    Stack([u8; STACK_HOST], usize),
+    /// Lowercased into the heap (over-long names).
+    Heap(Vec<u8>),
 }
 
-impl LowerHost {
+impl<'a> LowerHost<'a> {
     /// Lowercases `name` (ASCII only, as DNS names are case-insensitive in ASCII).
-    pub(crate) fn new(name: &str) -> LowerHost {
+    pub(crate) fn new(name: &'a str) -> LowerHost<'a> {
         let bytes = name.as_bytes();
-        if bytes.len() <= STACK_HOST {
+        if !bytes.iter().any(u8::is_ascii_uppercase) {
+            LowerHost::Borrowed(bytes)
+        } else if bytes.len() <= STACK_HOST {
             let mut buf = [0u8; STACK_HOST];
             buf[..bytes.len()].copy_from_slice(bytes);
             buf[..bytes.len()].make_ascii_lowercase();
-            LowerHost {
-                buf,
-                len: bytes.len(),
-                heap: None,
-            }
+            LowerHost::Stack(buf, bytes.len())
         } else {
-            LowerHost {
-                buf: [0u8; STACK_HOST],
-                len: 0,
-                heap: Some(bytes.to_ascii_lowercase()),
-            }
+            LowerHost::Heap(bytes.to_ascii_lowercase())
         }
     }
 
     /// The lowercased bytes.
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        match &self.heap {
-            Some(v) => v,
-            None => &self.buf[..self.len],
+        match self {
+            LowerHost::Borrowed(b) => b,
+            LowerHost::Stack(buf, len) => &buf[..*len],
+            LowerHost::Heap(v) => v,
         }
     }
 }

@@ -102,6 +102,7 @@ impl PathIndexBuilder {
             }
             keys.push(Key {
                 head: head(key.get(skip..).unwrap_or_default()),
+                head2: head(key.get(skip + 8..).unwrap_or_default()),
                 off: bytes.len() as u32,
                 len: key.len() as u32,
                 parent: stack.last().map_or(NONE, |&p| p as u32),
@@ -116,6 +117,7 @@ impl PathIndexBuilder {
         // Sentinel so every key's items end where the next key's start.
         keys.push(Key {
             head: 0,
+            head2: 0,
             off: bytes.len() as u32,
             len: 0,
             parent: NONE,
@@ -154,6 +156,9 @@ fn key_bytes<'a>(bytes: &'a [u8], key: &Key) -> &'a [u8] {
 struct Key {
     /// [`head`] of the key after the bucket's common prefix.
     head: u64,
+    /// [`head`] of the 8 bytes after that: keys sharing 8 bytes (`/api/v1/users/…`) are
+    /// common, and comparing them here keeps a probe off the key bytes.
+    head2: u64,
     off: u32,
     len: u32,
     parent: u32,
@@ -207,10 +212,11 @@ impl PathIndex {
                 if key_bytes(&self.bytes, first).get(..self.skip) == Some(common) =>
             {
                 let rest = path.get(self.skip..).unwrap_or_default();
-                let h = head(rest);
+                let h = (head(rest), head(rest.get(8..).unwrap_or_default()));
                 keys.partition_point(|k| {
-                    k.head < h
-                        || (k.head == h
+                    let kh = (k.head, k.head2);
+                    kh < h
+                        || (kh == h
                             && key_bytes(&self.bytes, k)
                                 .get(self.skip..)
                                 .unwrap_or_default()

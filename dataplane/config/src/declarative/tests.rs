@@ -50,3 +50,30 @@ fn unknown_names_and_bad_ids_are_reported() {
     };
     assert_eq!(errs[0].field, "services[0].id");
 }
+
+#[test]
+fn anchors_and_merge_keys_expand_like_kong() {
+    let text = r#"
+_format_version: "3.0"
+x-defaults: &defaults
+  host: shared.internal
+  retries: 2
+services:
+  - name: a
+    <<: *defaults
+  - name: b
+    port: 81
+    <<: *defaults
+"#
+    .replace("x-defaults: &defaults", "_comment: &defaults");
+    let config = import(&text).expect("merge keys expand");
+    assert_eq!(config.services.len(), 2);
+    assert!(config
+        .services
+        .iter()
+        .all(|s| s.host == "shared.internal" && s.retries == 2));
+    // Anchors without merge keys take the direct path.
+    let aliased = "_format_version: \"3.0\"\nservices:\n  - name: a\n    host: &h one.internal\n  - name: b\n    host: *h\n";
+    let config = import(aliased).expect("aliases resolve");
+    assert!(config.services.iter().all(|s| s.host == "one.internal"));
+}
