@@ -77,6 +77,8 @@ const STACK_HOST: usize = 256;
 
 /// A request host name lowercased without copying in the common case (clients send
 /// lowercase names), and without allocating unless it is longer than [`STACK_HOST`].
+// Lives on the stack for one lookup; boxing the buffer would put an allocation back.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum LowerHost<'a> {
     /// Already lowercase: the request's own bytes.
     Borrowed(&'a [u8]),
