@@ -24,7 +24,9 @@ use crate::api::control_planes::{ControlPlane, CreateControlPlane, UpdateControl
 use crate::api::declarative::ImportResult;
 use crate::api::entities::collection_path;
 use crate::api::extract::PageMeta;
+use crate::api::nodes::Node;
 use crate::api::tokens::{CreateToken, CreatedToken};
+use crate::cluster::nodes::SyncStatus;
 use crate::error::Problem;
 use crate::store::{Organization, TokenRecord};
 
@@ -424,7 +426,45 @@ fn operations() -> Vec<Op> {
         "core-entities",
         &mut ops,
     );
+    node_ops(&mut ops);
     ops
+}
+
+/// `/nodes`: the data-plane nodes the cluster listener has seen.
+fn node_ops(ops: &mut Vec<Op>) {
+    let collection = "/v2/control-planes/{control_plane_id}/nodes";
+    let item = "/v2/control-planes/{control_plane_id}/nodes/{node_id}";
+    ops.push(
+        Op::new(
+            HttpMethod::Get,
+            collection,
+            "list_nodes",
+            "List the data-plane nodes of a control plane",
+            "nodes",
+        )
+        .paged()
+        .ok("200", "A page of nodes", Some(page_of(schema_ref("Node")))),
+    );
+    ops.push(
+        Op::new(
+            HttpMethod::Get,
+            item,
+            "get_node",
+            "A data-plane node",
+            "nodes",
+        )
+        .ok("200", "The node", Some(schema_ref("Node"))),
+    );
+    ops.push(
+        Op::new(
+            HttpMethod::Delete,
+            item,
+            "delete_node",
+            "Forget a disconnected data-plane node (409 while it is connected)",
+            "nodes",
+        )
+        .ok("204", "Deleted", None),
+    );
 }
 
 fn add_schema<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) {
@@ -468,6 +508,8 @@ pub fn document() -> OpenApi {
     add_schema::<Target>(&mut schemas);
     add_schema::<Certificate>(&mut schemas);
     add_schema::<Sni>(&mut schemas);
+    add_schema::<SyncStatus>(&mut schemas);
+    add_schema::<Node>(&mut schemas);
     let mut components = ComponentsBuilder::new().security_scheme(
         "bearer",
         SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
