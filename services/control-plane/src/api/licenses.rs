@@ -95,6 +95,9 @@ pub async fn replace(
 ) -> ApiResult<Json<License>> {
     caller.require_operator()?;
     let org = visible_org(&state, &caller, &org).await?;
+    if body.get("expires_at").is_none() {
+        return Err(ApiError::field("expires_at", "is required (Unix seconds)"));
+    }
     let body: PutLicense = parse_body(body)?;
     if !(0..=MAX_EXPIRES_AT).contains(&body.expires_at) {
         return Err(ApiError::field(
