@@ -22,8 +22,12 @@ use utoipa::ToSchema;
 
 use crate::api::control_planes::{ControlPlane, CreateControlPlane, UpdateControlPlane};
 use crate::api::declarative::ImportResult;
+use crate::api::dp_certificates::{
+    CreateDpCertificate, DpClientCertificate, GeneratedDpCertificate,
+};
 use crate::api::entities::collection_path;
 use crate::api::extract::PageMeta;
+use crate::api::licenses::{License, PutLicense};
 use crate::api::nodes::Node;
 use crate::api::tokens::{CreateToken, CreatedToken};
 use crate::cluster::nodes::SyncStatus;
@@ -427,7 +431,98 @@ fn operations() -> Vec<Op> {
         &mut ops,
     );
     node_ops(&mut ops);
+    identity_ops(&mut ops);
     ops
+}
+
+/// dp-client-certificates and licenses: how data-plane nodes prove who they are, and what
+/// they may run under.
+fn identity_ops(ops: &mut Vec<Op>) {
+    let collection = crate::api::dp_certificates::COLLECTION;
+    let item = format!("{collection}/{{certificate_id}}");
+    let tag = "dp-client-certificates";
+    ops.push(
+        Op::new(
+            HttpMethod::Get,
+            collection,
+            "list_dp_client_certificates",
+            "List the certificates data-plane nodes of a control plane authenticate with",
+            tag,
+        )
+        .paged()
+        .ok(
+            "200",
+            "A page of certificates",
+            Some(page_of(schema_ref("DpClientCertificate"))),
+        ),
+    );
+    ops.push(
+        Op::new(
+            HttpMethod::Post,
+            collection,
+            "create_dp_client_certificate",
+            "Register a node certificate (pinned_client_certs) or a CA (pki_client_certs)",
+            tag,
+        )
+        .json_body(schema_ref("CreateDpCertificate"))
+        .ok("201", "Registered", Some(schema_ref("DpClientCertificate"))),
+    );
+    ops.push(
+        Op::new(
+            HttpMethod::Post,
+            &format!("{collection}/generate"),
+            "generate_dp_client_certificate",
+            "Issue a node certificate and its private key (the key is shown only in this answer)",
+            tag,
+        )
+        .ok(
+            "201",
+            "The certificate and its key",
+            Some(schema_ref("GeneratedDpCertificate")),
+        ),
+    );
+    ops.push(
+        Op::new(
+            HttpMethod::Get,
+            &item,
+            "get_dp_client_certificate",
+            "A registered certificate",
+            tag,
+        )
+        .ok("200", "The certificate", Some(schema_ref("DpClientCertificate"))),
+    );
+    ops.push(
+        Op::new(
+            HttpMethod::Delete,
+            &item,
+            "delete_dp_client_certificate",
+            "Unregister a certificate; nodes connected with it are disconnected",
+            tag,
+        )
+        .ok("204", "Deleted", None),
+    );
+    let license = crate::api::licenses::PATH;
+    ops.push(
+        Op::new(
+            HttpMethod::Get,
+            license,
+            "get_license",
+            "The organization's license (a one-year license is issued on first use)",
+            "licenses",
+        )
+        .ok("200", "The license", Some(schema_ref("License"))),
+    );
+    ops.push(
+        Op::new(
+            HttpMethod::Put,
+            license,
+            "put_license",
+            "Issue a new license with the given expiry (operator tokens only)",
+            "licenses",
+        )
+        .json_body(schema_ref("PutLicense"))
+        .ok("200", "The new license", Some(schema_ref("License"))),
+    );
 }
 
 /// `/nodes`: the data-plane nodes the cluster listener has seen.
@@ -510,6 +605,11 @@ pub fn document() -> OpenApi {
     add_schema::<Sni>(&mut schemas);
     add_schema::<SyncStatus>(&mut schemas);
     add_schema::<Node>(&mut schemas);
+    add_schema::<CreateDpCertificate>(&mut schemas);
+    add_schema::<DpClientCertificate>(&mut schemas);
+    add_schema::<GeneratedDpCertificate>(&mut schemas);
+    add_schema::<PutLicense>(&mut schemas);
+    add_schema::<License>(&mut schemas);
     let mut components = ComponentsBuilder::new().security_scheme(
         "bearer",
         SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
