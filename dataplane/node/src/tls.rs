@@ -33,7 +33,15 @@ fn certified_key(cert_pem: &str, key_pem: &str) -> anyhow::Result<Arc<CertifiedK
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("parse the key PEM")?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&key)
         .context("use the private key (unsupported type?)")?;
-    Ok(Arc::new(CertifiedKey::new(chain, signing)))
+    let certified = CertifiedKey::new(chain, signing);
+    // A key that does not belong to the certificate would fail every handshake later; refuse
+    // the config now, while the old one is still serving.
+    match certified.keys_match() {
+        // `Unknown`: the key type cannot report its public half; nothing to compare.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(e) => anyhow::bail!("the private key does not match the certificate ({e})"),
+    }
+    Ok(Arc::new(certified))
 }
 
 impl CertificateIndex {

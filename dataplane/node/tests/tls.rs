@@ -74,3 +74,26 @@ async fn https_upstreams_are_spoken_to_over_tls_and_verified_only_when_asked() {
     assert_eq!(resp.status(), 502);
     dp.dp.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_key_that_does_not_belong_to_its_certificate_is_refused_and_the_old_config_stays() {
+    let up = echo_upstream().await;
+    let good = format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: a\n    url: http://{up}\n    routes: [{{name: a, paths: [/]}}]\n"
+    );
+    let dp = Dp::start(&good).await;
+    let before = dp.dp.gateway.current().hash.clone();
+    let mismatched = format!(
+        "{good}certificates:\n  - cert: |\n{}    key: |\n{}    snis: [{{name: example.com}}]\n",
+        indent(CERT_A),
+        indent(KEY_B)
+    );
+    let err = dp.rewrite(&mismatched).expect_err("a mismatched key pair must be refused");
+    assert!(
+        err.to_string()
+            .contains("the private key does not match the certificate"),
+        "{err}"
+    );
+    assert_eq!(dp.dp.gateway.current().hash, before);
+    dp.dp.shutdown().await;
+}
