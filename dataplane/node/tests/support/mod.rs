@@ -265,3 +265,5 @@ pub async fn https_upstream() -> SocketAddr {
     });
     addr
 }
+
+pub mod cluster;
