@@ -489,7 +489,11 @@ fn identity_ops(ops: &mut Vec<Op>) {
             "A registered certificate",
             tag,
         )
-        .ok("200", "The certificate", Some(schema_ref("DpClientCertificate"))),
+        .ok(
+            "200",
+            "The certificate",
+            Some(schema_ref("DpClientCertificate")),
+        ),
     );
     ops.push(
         Op::new(
