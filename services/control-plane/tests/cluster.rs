@@ -403,3 +403,97 @@ async fn a_silent_session_is_dropped_after_one_and_a_half_intervals() {
         .await;
     f.app.stop().await;
 }
+
+#[tokio::test]
+async fn a_new_license_is_pushed_to_connected_sessions() {
+    let f = Fixture::new().await;
+    let mut dp = f.dial(Uuid::new_v4(), VERSION).await;
+    dp.hello(VERSION, "").await;
+    let CpMessage::License { signed_blob } = dp.recv().await else {
+        panic!("expected the license first");
+    };
+    let first = fleetgate_protocol::verify_license(&signed_blob).expect("valid license");
+    dp.expect_reconfigure().await;
+
+    let operator = f.app.token("acme", Role::Operator).await;
+    let org = first.organization_id;
+    let expires_at = first.expires_at + 86_400;
+    f.app
+        .put(
+            &format!("/v2/organizations/{org}/license"),
+            &operator,
+            json!({ "expires_at": expires_at }),
+        )
+        .await
+        .expect(200);
+    let pushed = loop {
+        match dp.recv().await {
+            CpMessage::License { signed_blob } => break signed_blob,
+            CpMessage::Pong { .. } => continue,
+            other => panic!("expected the new license, got {other:?}"),
+        }
+    };
+    let claims = fleetgate_protocol::verify_license(&pushed).expect("valid license");
+    assert_eq!(claims.expires_at, expires_at);
+    assert_ne!(claims.license_id, first.license_id);
+    f.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_marks_nodes_disconnected_and_old_nodes_are_purged() {
+    let f = Fixture::new().await;
+    let node_id = Uuid::new_v4();
+    let mut dp = f.dial(node_id, VERSION).await;
+    dp.hello(VERSION, "").await;
+    dp.expect_reconfigure().await;
+    f.node_where(node_id, "node connected", |n| n["connected"] == true)
+        .await;
+
+    // A second control plane starting on the same database (as after a crash) cannot know
+    // of any session, so the node shows disconnected until it pings again.
+    let second = fleetgate_control_plane::server::start(
+        f.app.store.clone(),
+        "127.0.0.1:0".parse().expect("address"),
+        fleetgate_control_plane::ApiSettings::default(),
+    )
+    .await
+    .expect("start a second control plane");
+    assert_eq!(f.node(node_id).await["connected"], false);
+    dp.ping("").await;
+    f.node_where(node_id, "node connected again", |n| n["connected"] == true)
+        .await;
+    second
+        .shutdown()
+        .await
+        .expect("stop the second control plane");
+
+    // Connected nodes are never purged; disconnected ones unseen for long are.
+    let future = fleetgate_control_plane::store::now_unix() + 60;
+    assert_eq!(
+        f.app
+            .store
+            .purge_nodes_unseen_since(future)
+            .await
+            .expect("purge"),
+        0
+    );
+    dp.close().await;
+    f.node_where(node_id, "node disconnected", |n| n["connected"] == false)
+        .await;
+    assert_eq!(
+        f.app
+            .store
+            .purge_nodes_unseen_since(future)
+            .await
+            .expect("purge"),
+        1
+    );
+    f.app
+        .get(
+            &format!("/v2/control-planes/{}/nodes/{node_id}", f.cp),
+            &f.token,
+        )
+        .await
+        .expect(404);
+    f.app.stop().await;
+}
