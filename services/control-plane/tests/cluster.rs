@@ -249,6 +249,16 @@ async fn version_skew_is_refused_with_a_reason_and_shown_in_nodes() {
         assert_eq!(node["sync_reason"], reason);
         assert_eq!(node["connected"], false);
     }
+
+    // An older minor of the same major is served (with the fields it does not know removed).
+    if cp.minor > 0 {
+        let older = format!("{}.{}.0", cp.major, cp.minor - 1);
+        let node_id = Uuid::new_v4();
+        let mut dp = f.dial(node_id, &older).await;
+        dp.hello(&older, "").await;
+        dp.expect_reconfigure().await;
+        assert_eq!(f.node(node_id).await["sync_status"], "out_of_sync");
+    }
     f.app.stop().await;
 }
 
