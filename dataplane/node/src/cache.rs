@@ -150,8 +150,8 @@ fn parse(bytes: &[u8]) -> Result<ValidCache, String> {
     if json.len() > MAX_BODY_BYTES {
         return Err(format!("the config is larger than {MAX_BODY_BYTES} bytes"));
     }
-    let config: GatewayConfig = serde_json::from_slice(&json)
-        .map_err(|e| format!("the config does not parse: {e}"))?;
+    let config: GatewayConfig =
+        serde_json::from_slice(&json).map_err(|e| format!("the config does not parse: {e}"))?;
     let hash = config.hash();
     if hash.as_str() != header.config_hash {
         return Err(format!(

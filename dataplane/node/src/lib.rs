@@ -83,8 +83,12 @@ impl DataPlane {
         // Dial the control plane regardless of what was loaded: a pushed config always
         // replaces a local one.
         let cluster = client_settings.map(|client| {
-            let handle =
-                ClusterClient::spawn(client, gateway.clone(), settings.prefix.clone(), node.clone());
+            let handle = ClusterClient::spawn(
+                client,
+                gateway.clone(),
+                settings.prefix.clone(),
+                node.clone(),
+            );
             node.cluster = Some(handle.state());
             handle
         });
@@ -193,7 +197,9 @@ fn load_startup_config(gateway: &Gateway, settings: &Settings) -> anyhow::Result
                 }
                 // Intact but not compilable by this build (e.g. written by another version):
                 // treat like a bad cache and fall through.
-                Err(e) => tracing::warn!(error = %e, "the cached config does not compile; trying the next source"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the cached config does not compile; trying the next source")
+                }
             }
         }
         cache::CacheLoad::Missing => {}
@@ -226,7 +232,9 @@ fn load_license(gateway: &Gateway, prefix: &Path) {
         Ok(None) => {}
         Ok(Some(blob)) => match fleetgate_protocol::verify_license(&blob) {
             Ok(claims) => gateway.license.set(claims),
-            Err(e) => tracing::warn!(file = %prefix.join(cache::LICENSE_FILE).display(), error = %e, "ignoring the stored license"),
+            Err(e) => {
+                tracing::warn!(file = %prefix.join(cache::LICENSE_FILE).display(), error = %e, "ignoring the stored license")
+            }
         },
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "ignoring the stored license"),
     }

@@ -20,7 +20,11 @@ use support::{client, echo_upstream_named, Dp};
 fn yaml_for(upstream: std::net::SocketAddr, path: &str, services: usize) -> String {
     let mut yaml = String::from("_format_version: \"3.0\"\nservices:\n");
     for i in 0..services {
-        let p = if i == 0 { path.to_string() } else { format!("{path}-{i}") };
+        let p = if i == 0 {
+            path.to_string()
+        } else {
+            format!("{path}-{i}")
+        };
         yaml.push_str(&format!(
             "  - name: svc{i}\n    url: http://{upstream}\n    routes: [{{name: r{i}, paths: [{p}]}}]\n"
         ));
@@ -45,7 +49,11 @@ fn corrupt_files(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .expect("read dir")
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("config.cache.corrupt-"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("config.cache.corrupt-")
+        })
         .count()
 }
 
@@ -73,8 +81,11 @@ fn cache_round_trips_with_mode_0600() {
     }
     // The file is portable: a copy in another prefix loads the same.
     let other = tempfile::tempdir().expect("dir");
-    std::fs::copy(dir.path().join(cache::CACHE_FILE), other.path().join(cache::CACHE_FILE))
-        .expect("copy");
+    std::fs::copy(
+        dir.path().join(cache::CACHE_FILE),
+        other.path().join(cache::CACHE_FILE),
+    )
+    .expect("copy");
     assert!(matches!(cache::load(other.path()), CacheLoad::Valid(_)));
 }
 
@@ -89,10 +100,16 @@ fn assert_corrupt(dir: &Path, bytes: &[u8], what: &str) {
         }
         other => panic!("{what}: expected Corrupt, got {other:?}"),
     }
-    assert!(!dir.join(cache::CACHE_FILE).exists(), "{what}: original removed");
+    assert!(
+        !dir.join(cache::CACHE_FILE).exists(),
+        "{what}: original removed"
+    );
     // Same-second renames overwrite each other, so count at least one.
     assert!(corrupt_files(dir) >= before.max(1), "{what}");
-    assert!(matches!(cache::load(dir), CacheLoad::Missing), "{what}: next load");
+    assert!(
+        matches!(cache::load(dir), CacheLoad::Missing),
+        "{what}: next load"
+    );
 }
 
 #[test]
@@ -119,7 +136,12 @@ fn truncated_or_flipped_caches_are_refused_and_moved_aside() {
         assert_corrupt(dir.path(), &good[..len], &format!("truncated to {len}"));
     }
     // A flipped bit anywhere in the body.
-    for at in [newline + 1, newline + 10, (newline + good.len()) / 2, good.len() - 1] {
+    for at in [
+        newline + 1,
+        newline + 10,
+        (newline + good.len()) / 2,
+        good.len() - 1,
+    ] {
         let mut bad = good.clone();
         bad[at] ^= 0x01;
         assert_corrupt(dir.path(), &bad, &format!("body byte {at} flipped"));
@@ -185,25 +207,38 @@ fn no_torn_cache_after_kill_9_mid_write() {
     // Prepared once here so each writer process starts writing at once.
     let input = tempfile::tempdir().expect("dir");
     for (name, path, services) in [("a", "/a", 100), ("b", "/b", 80)] {
-        let c = cached(&config_for("127.0.0.1:9".parse().expect("addr"), path, services), 0);
+        let c = cached(
+            &config_for("127.0.0.1:9".parse().expect("addr"), path, services),
+            0,
+        );
         std::fs::write(input.path().join(format!("{name}.hash")), &c.hash).expect("hash");
         std::fs::write(input.path().join(format!("{name}.json")), &c.canonical_json).expect("json");
     }
     // Kill times spread over about three writes, so kills land before, inside and between
     // writes whatever this machine's speed.
     let timing = tempfile::tempdir().expect("dir");
-    let c = cached(&config_for("127.0.0.1:9".parse().expect("addr"), "/a", 100), 0);
+    let c = cached(
+        &config_for("127.0.0.1:9".parse().expect("addr"), "/a", 100),
+        0,
+    );
     let t = Instant::now();
     for _ in 0..10 {
         cache::write(timing.path(), &c).expect("write");
     }
-    let window = u64::try_from((t.elapsed() * 3 / 10).as_micros()).unwrap_or(u64::MAX).max(1);
+    let window = u64::try_from((t.elapsed() * 3 / 10).as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1);
     let exe = std::env::current_exe().expect("test binary");
     let started = Instant::now();
     let (mut valid, mut missing) = (0, 0);
     for round in 0..1000 {
         let mut child = Command::new(&exe)
-            .args(["cache_writer_child", "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                "cache_writer_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(WRITER_ENV, dir.path())
             .env(INPUT_ENV, input.path())
             .stdout(Stdio::piped())
@@ -214,7 +249,9 @@ fn no_torn_cache_after_kill_9_mid_write() {
         let mut lines = BufReader::new(stdout).lines();
         let ready = lines.any(|l| l.map(|l| l.contains("WRITING")).unwrap_or(false));
         assert!(ready, "writer {round} did not start");
-        std::thread::sleep(Duration::from_micros(rand::thread_rng().gen_range(0..window)));
+        std::thread::sleep(Duration::from_micros(
+            rand::thread_rng().gen_range(0..window),
+        ));
         child.kill().expect("kill -9");
         let _ = child.wait();
         match cache::load(dir.path()) {
@@ -261,7 +298,11 @@ async fn startup_prefers_a_valid_cache_then_declarative_then_empty() {
 
     // A corrupt cache is moved aside and declarative_config runs.
     let dir = tempfile::tempdir().expect("dir");
-    std::fs::write(dir.path().join(cache::CACHE_FILE), b"{\"format\":1}\ngarbage").expect("write");
+    std::fs::write(
+        dir.path().join(cache::CACHE_FILE),
+        b"{\"format\":1}\ngarbage",
+    )
+    .expect("write");
     let dp = Dp::start_in(dir, Some(&declared), &[]).await;
     assert_eq!(dp.dp.gateway.current().source, ConfigSource::Declarative);
     assert_eq!(corrupt_files(dp.dir.path()), 1);

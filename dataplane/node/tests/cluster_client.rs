@@ -115,7 +115,10 @@ async fn a_pushed_config_is_applied_cached_and_acknowledged() {
     let dir = tempfile::tempdir().expect("dir");
     let files = pki.write_client_files(dir.path());
     let cp_addr = cp.addr.to_string();
-    let mut extra: Vec<(&str, &str)> = files.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut extra: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     extra.extend([
         ("cluster_control_plane", cp_addr.as_str()),
         ("cluster_ping_interval", "300ms"),
@@ -142,7 +145,11 @@ async fn a_pushed_config_is_applied_cached_and_acknowledged() {
     assert_eq!(hello.1, declared_hash);
     assert!(hello.2.iter().any(|p| p.name == "key-auth"));
     assert_eq!(hello.3, env!("CARGO_PKG_VERSION"));
-    assert!(session.uri.starts_with("/v1/outlet?node_id="), "{}", session.uri);
+    assert!(
+        session.uri.starts_with("/v1/outlet?node_id="),
+        "{}",
+        session.uri
+    );
     assert!(session.uri.contains(&hello.0.to_string()));
 
     // reconfigure -> applied, then a ping with the new hash; live, cached, in /status.
@@ -158,17 +165,33 @@ async fn a_pushed_config_is_applied_cached_and_acknowledged() {
         })
         .await;
     let current = dp.dp.gateway.current();
-    assert_eq!((current.source, current.version), (ConfigSource::Cp, Some(5)));
+    assert_eq!(
+        (current.source, current.version),
+        (ConfigSource::Cp, Some(5))
+    );
     match cache::load(dp.dir.path()) {
-        CacheLoad::Valid(valid) => assert_eq!((valid.hash.as_str(), valid.version), (hash.as_str(), 5)),
+        CacheLoad::Valid(valid) => {
+            assert_eq!((valid.hash.as_str(), valid.version), (hash.as_str(), 5))
+        }
         other => panic!("cache after apply: {other:?}"),
     }
-    let resp = client().get(format!("{}/pushed", dp.base)).send().await.expect("proxy");
+    let resp = client()
+        .get(format!("{}/pushed", dp.base))
+        .send()
+        .await
+        .expect("proxy");
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["upstream"], "pushed");
     let status_url = dp.status_url("/status");
     let status = eventually(WAIT, "connected status with a ping", || async {
-        let st: Value = client().get(&status_url).send().await.ok()?.json().await.ok()?;
+        let st: Value = client()
+            .get(&status_url)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
         (st["connected"] == true && st["last_ping"].is_string()).then_some(st)
     })
     .await;
@@ -182,7 +205,10 @@ async fn a_pushed_config_is_applied_cached_and_acknowledged() {
 
     // The same hash again: nothing to swap, still applied.
     session.send(&msg);
-    assert_eq!(session.expect(WAIT, "applied", applied).await, Ok(hash.clone()));
+    assert_eq!(
+        session.expect(WAIT, "applied", applied).await,
+        Ok(hash.clone())
+    );
 
     // A hash that does not match the config: rejected, running config kept.
     let other = config(up, "/other");
@@ -191,9 +217,15 @@ async fn a_pushed_config_is_applied_cached_and_acknowledged() {
         config_hash: "0123456789abcdef0123456789abcdef".into(),
         config: serde_json::to_value(&other).expect("json"),
     });
-    let (rejected_hash, errors) = session.expect(WAIT, "rejected", applied).await.expect_err("rejected");
+    let (rejected_hash, errors) = session
+        .expect(WAIT, "rejected", applied)
+        .await
+        .expect_err("rejected");
     assert_eq!(rejected_hash, "0123456789abcdef0123456789abcdef");
-    assert!(errors.iter().any(|e| e.starts_with("config_hash:")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.starts_with("config_hash:")),
+        "{errors:?}"
+    );
 
     // An invalid config (a route of a service that is not there): rejected with the field.
     let mut broken = config(up, "/broken");
@@ -204,8 +236,14 @@ async fn a_pushed_config_is_applied_cached_and_acknowledged() {
         config_hash: broken.hash().to_string(),
         config: broken_json,
     });
-    let (_, errors) = session.expect(WAIT, "rejected", applied).await.expect_err("rejected");
-    assert!(errors.iter().any(|e| e.starts_with("routes[0].service")), "{errors:?}");
+    let (_, errors) = session
+        .expect(WAIT, "rejected", applied)
+        .await
+        .expect_err("rejected");
+    assert!(
+        errors.iter().any(|e| e.starts_with("routes[0].service")),
+        "{errors:?}"
+    );
     assert_eq!(dp.dp.gateway.current().hash.to_string(), hash);
 
     // A license is verified, stored with the cache and enforced.
@@ -221,11 +259,18 @@ async fn a_pushed_config_is_applied_cached_and_acknowledged() {
     });
     let gateway = dp.dp.gateway.clone();
     eventually(WAIT, "license installed", || async {
-        gateway.license.claims().filter(|c| c.license_id == claims.license_id)
+        gateway
+            .license
+            .claims()
+            .filter(|c| c.license_id == claims.license_id)
     })
     .await;
     assert!(dp.dir.path().join(cache::LICENSE_FILE).exists());
-    let resp = client().get(format!("{}/pushed", dp.base)).send().await.expect("proxy");
+    let resp = client()
+        .get(format!("{}/pushed", dp.base))
+        .send()
+        .await
+        .expect("proxy");
     assert_eq!(resp.status(), 503);
     dp.dp.shutdown().await;
 }
@@ -239,7 +284,10 @@ async fn reconnects_within_the_jitter_window_after_the_cp_drops_the_link() {
     let up = echo_upstream_named("x").await;
     let (msg, hash) = reconfigure(&config(up, "/x"), 1);
     session.send(&msg);
-    assert_eq!(session.expect(WAIT, "applied", applied).await, Ok(hash.clone()));
+    assert_eq!(
+        session.expect(WAIT, "applied", applied).await,
+        Ok(hash.clone())
+    );
     for round in 0..3 {
         let dropped = Instant::now();
         drop(session);
@@ -272,13 +320,17 @@ async fn a_silent_control_plane_is_dropped_after_one_and_a_half_ping_intervals()
     let c = spawn(settings(&pki, &cp));
     let mut session = cp.next_session(WAIT).await;
     session
-        .expect(WAIT, "hello", |m| matches!(m, DpMessage::Hello { .. }).then_some(()))
+        .expect(WAIT, "hello", |m| {
+            matches!(m, DpMessage::Hello { .. }).then_some(())
+        })
         .await;
     // Answered pings keep the link up well past 1.5 intervals.
     let pong_a_while = Instant::now();
     while pong_a_while.elapsed() < PING * 3 {
         session
-            .expect(WAIT, "ping", |m| matches!(m, DpMessage::Ping { .. }).then_some(()))
+            .expect(WAIT, "ping", |m| {
+                matches!(m, DpMessage::Ping { .. }).then_some(())
+            })
             .await;
     }
     session.go_silent();
@@ -322,7 +374,11 @@ async fn refusals_and_failed_upgrades_are_reported_and_retried() {
     *cp.refuse_upgrade.lock().expect("lock") = Some((401, "unknown client certificate".into()));
     drop(session);
     let error = eventually(WAIT, "401 reported", || {
-        let e = state.borrow().last_error.clone().filter(|e| e.contains("401"));
+        let e = state
+            .borrow()
+            .last_error
+            .clone()
+            .filter(|e| e.contains("401"));
         async move { e }
     })
     .await;

@@ -117,7 +117,8 @@ async fn connect(link: &Link, endpoint: &str) -> anyhow::Result<Ws> {
 }
 
 async fn send(ws: &mut Ws, msg: &DpMessage) -> Result<(), SessionError> {
-    let text = encode_text(msg).map_err(|e| SessionError::Lost(format!("encode {}: {e}", msg_type(msg))))?;
+    let text = encode_text(msg)
+        .map_err(|e| SessionError::Lost(format!("encode {}: {e}", msg_type(msg))))?;
     ws.send(Message::text(text))
         .await
         .map_err(|e| SessionError::Lost(format!("send {}: {e}", msg_type(msg))))
@@ -177,8 +178,16 @@ async fn converse(
             frame = ws.next() => frame,
         };
         let message = match frame {
-            None => return Err(SessionError::Lost("the control plane closed the connection".into())),
-            Some(Err(e)) => return Err(SessionError::Lost(format!("read from the control plane: {e}"))),
+            None => {
+                return Err(SessionError::Lost(
+                    "the control plane closed the connection".into(),
+                ))
+            }
+            Some(Err(e)) => {
+                return Err(SessionError::Lost(format!(
+                    "read from the control plane: {e}"
+                )))
+            }
             Some(Ok(message)) => message,
         };
         deadline = Instant::now() + silence;
@@ -189,7 +198,11 @@ async fn converse(
                 let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
                 return Err(SessionError::Lost(format!(
                     "the control plane closed the connection{}",
-                    if reason.is_empty() { String::new() } else { format!(": {reason}") }
+                    if reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {reason}")
+                    }
                 )));
             }
             // WebSocket pings are answered by tungstenite; they still count as life.
@@ -228,17 +241,31 @@ async fn handle(link: &Link, ws: &mut Ws, message: CpMessage) -> Result<(), Sess
                     link.state
                         .send_modify(|s| s.applied_hash = Some(config_hash.clone()));
                     send(ws, &DpMessage::Applied { config_hash }).await?;
-                    send(ws, &DpMessage::Ping { config_hash: running_hash(link) }).await?;
+                    send(
+                        ws,
+                        &DpMessage::Ping {
+                            config_hash: running_hash(link),
+                        },
+                    )
+                    .await?;
                 }
                 Err(errors) => {
                     tracing::warn!(%config_hash, version, errors = %errors.join("; "), "rejected a config from the control plane; the running config stays");
-                    send(ws, &DpMessage::Rejected { config_hash, errors }).await?;
+                    send(
+                        ws,
+                        &DpMessage::Rejected {
+                            config_hash,
+                            errors,
+                        },
+                    )
+                    .await?;
                 }
             }
         }
         CpMessage::License { signed_blob } => install_license(link, signed_blob).await,
         CpMessage::Pong { .. } => {
-            link.state.send_modify(|s| s.last_ping_unix = Some(now_unix()));
+            link.state
+                .send_modify(|s| s.last_ping_unix = Some(now_unix()));
         }
         CpMessage::Refused { reason } => return Err(SessionError::Refused(reason)),
         CpMessage::Error { message } => {
@@ -262,8 +289,8 @@ fn apply_reconfigure(
         // Already running it (e.g. from the cache after a restart): nothing to swap.
         return Ok(());
     }
-    let config: GatewayConfig = serde_json::from_value(config)
-        .map_err(|e| vec![format!("config: does not parse: {e}")])?;
+    let config: GatewayConfig =
+        serde_json::from_value(config).map_err(|e| vec![format!("config: does not parse: {e}")])?;
     config.validate().map_err(|errors| {
         errors
             .into_iter()

@@ -35,7 +35,8 @@ pub fn client_config_from_pem(
         .collect::<Result<Vec<_>, _>>()
         .context("parse cluster_cert as PEM certificates")?;
     anyhow::ensure!(!chain.is_empty(), "cluster_cert holds no certificate");
-    let key = PrivateKeyDer::from_pem_slice(key_pem).context("parse cluster_cert_key as a PEM private key")?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .context("parse cluster_cert_key as a PEM private key")?;
     let mut roots = rustls::RootCertStore::empty();
     let mut added = 0;
     for ca in CertificateDer::pem_slice_iter(ca_pem) {

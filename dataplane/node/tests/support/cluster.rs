@@ -2,6 +2,8 @@
 //! auth (certificates made with rcgen), the WebSocket upgrade on `/v1/outlet`, and per-session
 //! channels the test drives. It answers `ping` with `pong` unless told to stay silent.
 #![allow(dead_code)]
+// tungstenite fixes the handshake callback's error type (an HTTP response).
+#![allow(clippy::result_large_err)]
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,8 +66,14 @@ impl Pki {
             path.display().to_string()
         };
         [
-            ("cluster_cert".into(), write("cluster.crt", &self.client_cert)),
-            ("cluster_cert_key".into(), write("cluster.key", &self.client_key)),
+            (
+                "cluster_cert".into(),
+                write("cluster.crt", &self.client_cert),
+            ),
+            (
+                "cluster_cert_key".into(),
+                write("cluster.key", &self.client_key),
+            ),
             ("cluster_ca_cert".into(), write("ca.crt", &self.ca)),
         ]
     }
@@ -76,10 +84,12 @@ impl Pki {
         for ca in CertificateDer::pem_slice_iter(self.ca.as_bytes()) {
             roots.add(ca.expect("ca")).expect("add ca");
         }
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
-                .build()
-                .expect("verifier");
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.into(),
+            provider.clone(),
+        )
+        .build()
+        .expect("verifier");
         let chain = CertificateDer::pem_slice_iter(self.server_cert.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .expect("chain");
@@ -188,7 +198,8 @@ impl TestCp {
                         match refusal {
                             Some((status, body)) => {
                                 let mut err = ErrorResponse::new(Some(body));
-                                *err.status_mut() = http::StatusCode::from_u16(status).expect("status");
+                                *err.status_mut() =
+                                    http::StatusCode::from_u16(status).expect("status");
                                 Err(err)
                             }
                             None => Ok(resp),

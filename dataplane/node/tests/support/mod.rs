@@ -130,7 +130,11 @@ impl Dp {
 
     /// Starts with `dir` as the prefix (so a test can put a cache or license there first);
     /// `yaml`, when given, becomes `declarative_config`.
-    pub async fn start_in(dir: tempfile::TempDir, yaml: Option<&str>, extra: &[(&str, &str)]) -> Self {
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        yaml: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let mut toml = format!(
             "prefix = {:?}\nproxy_listen = \"127.0.0.1:0\"\nstatus_listen = \"127.0.0.1:0\"\n",
             dir.path().display().to_string(),
@@ -138,7 +142,10 @@ impl Dp {
         if let Some(yaml) = yaml {
             let file = dir.path().join("kong.yml");
             std::fs::write(&file, yaml).expect("write config");
-            toml.push_str(&format!("declarative_config = {:?}\n", file.display().to_string()));
+            toml.push_str(&format!(
+                "declarative_config = {:?}\n",
+                file.display().to_string()
+            ));
         }
         for (k, v) in extra {
             toml.push_str(&format!("{k} = {v:?}\n"));
