@@ -507,3 +507,21 @@ async fn a_restart_marks_nodes_disconnected_and_old_nodes_are_purged() {
         .expect(404);
     f.app.stop().await;
 }
+
+#[tokio::test]
+async fn a_reconnecting_node_replaces_its_older_session_and_stays_connected() {
+    let f = Fixture::new().await;
+    let node_id = Uuid::new_v4();
+    let mut old = f.dial(node_id, VERSION).await;
+    old.hello(VERSION, "").await;
+    let (_, hash, _) = old.expect_reconfigure().await;
+
+    let mut new = f.dial(node_id, VERSION).await;
+    new.hello(VERSION, &hash).await;
+    old.expect_closed(WAIT).await;
+    new.expect_no_reconfigure(&hash).await;
+    let node = f.node(node_id).await;
+    assert_eq!(node["connected"], true);
+    assert_eq!(node["sync_status"], "in_sync");
+    f.app.stop().await;
+}

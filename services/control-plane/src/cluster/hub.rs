@@ -44,6 +44,9 @@ pub enum SessionCommand {
     },
     /// The organisation's license changed: send the current one.
     RefreshLicense,
+    /// The same node connected again (e.g. after a link the CP had not yet noticed was
+    /// dead): close this older session without marking the node disconnected.
+    Replaced,
 }
 
 /// Where the hub gets an organisation's current license blob from (the license authority).
@@ -66,6 +69,7 @@ struct PlaneChannel {
 struct SessionEntry {
     org: Uuid,
     control_plane: Uuid,
+    node_id: Uuid,
     certificate_id: Uuid,
     commands: mpsc::UnboundedSender<SessionCommand>,
 }
@@ -272,20 +276,30 @@ impl ClusterHub {
         Ok(cache.entry(key).or_insert(stripped).clone())
     }
 
-    /// Adds a session; it stays registered until the returned guard is dropped.
+    /// Adds a session; it stays registered until the returned guard is dropped. An older
+    /// session of the same node is told to go ([`SessionCommand::Replaced`]).
     pub fn register(
         self: &Arc<Self>,
         org: Uuid,
         control_plane: Uuid,
+        node_id: Uuid,
         certificate_id: Uuid,
     ) -> (SessionRegistration, mpsc::UnboundedReceiver<SessionCommand>) {
         let (commands, rx) = mpsc::unbounded_channel();
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
-        lock(&self.sessions).insert(
+        let mut sessions = lock(&self.sessions);
+        for old in sessions
+            .values()
+            .filter(|s| s.control_plane == control_plane && s.node_id == node_id)
+        {
+            let _ = old.commands.send(SessionCommand::Replaced);
+        }
+        sessions.insert(
             id,
             SessionEntry {
                 org,
                 control_plane,
+                node_id,
                 certificate_id,
                 commands,
             },

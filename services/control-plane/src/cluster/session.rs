@@ -117,7 +117,8 @@ where
 enum Ended {
     /// The node was served (its row says connected until now).
     Served,
-    /// The node was refused before being served.
+    /// The node was refused before being served, or a newer session of it took over: either
+    /// way this session must not mark the node disconnected.
     Refused,
 }
 
@@ -248,8 +249,12 @@ where
         hash: config_hash,
         rejected: row.rejected_hash,
     };
-    let (_registration, mut commands) =
-        hub.register(id.organization_id, id.control_plane_id, id.certificate_id);
+    let (_registration, mut commands) = hub.register(
+        id.organization_id,
+        id.control_plane_id,
+        node_id,
+        id.certificate_id,
+    );
     tracing::info!(node_id = %node_id, hostname = %hostname, version = %version, control_plane = %id.control_plane_id, "data plane connected");
 
     // 3. license
@@ -271,6 +276,11 @@ where
                     tracing::info!(node_id = %node_id, reason = %reason, "closing data-plane session");
                     close(&mut sink, CloseCode::Policy, &reason).await;
                     return Ok(Ended::Served);
+                }
+                Some(SessionCommand::Replaced) => {
+                    tracing::info!(node_id = %node_id, "the node connected again; closing its older session");
+                    close(&mut sink, CloseCode::Policy, "replaced by a newer connection of this node").await;
+                    return Ok(Ended::Refused);
                 }
                 Some(SessionCommand::RefreshLicense) => {
                     send_license(&mut sink, ctx).await?;
