@@ -77,7 +77,24 @@ pub struct Router {
     /// Best rank in the wildcard maps: their lookups are skipped when a better match is
     /// already known.
     wildcard_min_rank: u32,
+    /// Bit `n` set: some key of `suffix` holds `n` dots (bit 63: 63 or more).
+    suffix_dots: u64,
+    /// The same for `prefix`.
+    prefix_dots: u64,
     http_routes: usize,
+}
+
+/// The [`Router::suffix_dots`] mask of a set of wildcard keys.
+fn dot_counts<'a>(keys: impl Iterator<Item = &'a Box<[u8]>>) -> u64 {
+    keys.fold(0, |mask, k| {
+        mask | 1 << k.iter().filter(|&&c| c == b'.').count().min(63)
+    })
+}
+
+/// Whether a dot-count mask may hold keys with `n` dots.
+#[inline]
+fn has_dot_count(mask: u64, n: usize) -> bool {
+    mask & (1 << n.min(63)) != 0
 }
 
 fn non_empty<T>(v: &Option<Vec<T>>) -> bool {
@@ -265,6 +282,8 @@ impl Router {
         }
         let suffix = freeze(buckets.suffix);
         let prefix = freeze(buckets.prefix);
+        let suffix_dots = dot_counts(suffix.keys());
+        let prefix_dots = dot_counts(prefix.keys());
         let wildcard_min_rank = suffix
             .values()
             .chain(prefix.values())
@@ -279,6 +298,8 @@ impl Router {
             suffix,
             prefix,
             wildcard_min_rank,
+            suffix_dots,
+            prefix_dots,
             any_host: buckets.any_host.finish(),
             http_routes,
         })
@@ -346,12 +367,20 @@ impl Router {
             self.scan(idx, &req, &mut best);
         }
         if self.wildcard_min_rank < best.rank {
+            let dots = host.iter().filter(|&&c| c == b'.').count();
+            let mut seen = 0;
             for (i, _) in host.iter().enumerate().filter(|(_, &c)| c == b'.') {
-                if let Some(idx) = self.suffix.get(&host[i..]) {
-                    self.scan(idx, &req, &mut best);
+                seen += 1;
+                // Each probe is a likely cache miss: skip label counts no pattern has.
+                if has_dot_count(self.suffix_dots, dots - seen + 1) {
+                    if let Some(idx) = self.suffix.get(&host[i..]) {
+                        self.scan(idx, &req, &mut best);
+                    }
                 }
-                if let Some(idx) = self.prefix.get(&host[..=i]) {
-                    self.scan(idx, &req, &mut best);
+                if has_dot_count(self.prefix_dots, seen) {
+                    if let Some(idx) = self.prefix.get(&host[..=i]) {
+                        self.scan(idx, &req, &mut best);
+                    }
                 }
             }
         }
