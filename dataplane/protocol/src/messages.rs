@@ -43,9 +43,10 @@ pub struct PluginInfo {
 /// One proxied request, as shipped in telemetry.
 ///
 /// Privacy: holds ids and numbers only — never paths, headers, bodies or
-/// client IPs. Latencies are whole milliseconds (`u32`): integer ms is what
-/// Kong analytics reports, keeps the type `Eq`, and avoids NaN/inf on the
-/// wire. Unknown fields sent by a peer are dropped at decode time, so even a
+/// client IPs. Latencies are whole microseconds (`u32`, up to ~71 minutes):
+/// loopback and in-region requests take well under a millisecond, so whole
+/// milliseconds would make every percentile 0 or 1; integers keep the type `Eq`
+/// and avoid NaN/inf on the wire. The analytics API reports milliseconds. Unknown fields sent by a peer are dropped at decode time, so even a
 /// buggy/newer DP cannot smuggle extra data into CP storage through this type.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestRecord {
@@ -63,12 +64,12 @@ pub struct RequestRecord {
     pub node_id: Uuid,
     /// HTTP status returned to the client.
     pub status: u16,
-    /// Total request latency, ms.
-    pub latency_total_ms: u32,
-    /// Time spent waiting on the upstream, ms.
-    pub latency_upstream_ms: u32,
-    /// Time spent in the gateway itself (plugins, routing), ms.
-    pub latency_gateway_ms: u32,
+    /// Total request latency, µs.
+    pub latency_total_us: u32,
+    /// Time spent waiting on the upstream, µs.
+    pub latency_upstream_us: u32,
+    /// Time spent in the gateway itself (plugins, routing), µs.
+    pub latency_gateway_us: u32,
     /// Request bytes received from the client.
     pub bytes_in: u64,
     /// Response bytes sent to the client.
