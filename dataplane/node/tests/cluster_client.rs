@@ -160,7 +160,7 @@ async fn a_pushed_config_is_applied_cached_and_acknowledged() {
     assert_eq!(answer, Ok(hash.clone()));
     session
         .expect(WAIT, "ping after apply", |m| match m {
-            DpMessage::Ping { config_hash } if config_hash == hash => Some(()),
+            DpMessage::Ping { config_hash, .. } if config_hash == hash => Some(()),
             _ => None,
         })
         .await;

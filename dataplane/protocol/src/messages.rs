@@ -116,6 +116,10 @@ pub enum DpMessage {
         /// Hash of the live config; lets the CP detect drift without a
         /// separate status call.
         config_hash: String,
+        /// Telemetry records waiting on the node (buffered and unacked), shown on the
+        /// control plane's `/nodes`. `None` from nodes that do not report it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        telemetry_buffer_fill: Option<u64>,
     },
     /// A batch of request records. `seq` increases per batch; the CP acks it.
     Telemetry {

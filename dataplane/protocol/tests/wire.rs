@@ -59,6 +59,7 @@ fn dp_messages() -> Vec<DpMessage> {
         },
         DpMessage::Ping {
             config_hash: "h1".into(),
+            telemetry_buffer_fill: Some(12),
         },
         DpMessage::Telemetry {
             node_id: id(4),
@@ -148,7 +149,8 @@ fn unknown_extra_fields_are_ignored() {
     assert_eq!(
         m,
         DpMessage::Ping {
-            config_hash: "h".into()
+            config_hash: "h".into(),
+            telemetry_buffer_fill: None,
         }
     );
     // Optional collections may be omitted by older peers.
@@ -243,6 +245,7 @@ fn oversize_frames_are_rejected() {
     let msg = DpMessage::Ping {
         config_hash: "a".repeat(MAX_FRAME_BYTES),
     };
+        telemetry_buffer_fill: None,
     assert!(matches!(
         encode_text(&msg),
         Err(ProtocolError::FrameTooLarge { .. })

@@ -167,7 +167,7 @@ async fn converse(
         let frame = tokio::select! {
             () = super::stopped(stop) => return Ok(()),
             _ = ping.tick() => {
-                send(ws, &DpMessage::Ping { config_hash: running_hash(link) }).await?;
+                send(ws, &DpMessage::Ping { config_hash: running_hash(link), telemetry_buffer_fill: None }).await?;
                 continue;
             }
             () = tokio::time::sleep_until(deadline) => {
@@ -246,6 +246,7 @@ async fn handle(link: &Link, ws: &mut Ws, message: CpMessage) -> Result<(), Sess
                         &DpMessage::Ping {
                             config_hash: running_hash(link),
                         },
+                            telemetry_buffer_fill: None,
                     )
                     .await?;
                 }

@@ -405,7 +405,7 @@ where
         }
     };
     match message {
-        DpMessage::Ping { config_hash } => {
+        DpMessage::Ping { config_hash, .. } => {
             if let Err(err) = store.record_node_hash(cp, node_id, &config_hash).await {
                 tracing::warn!(node_id = %node_id, error = %err, "could not record a ping");
             }

@@ -160,6 +160,7 @@ impl DpConn {
     pub async fn ping(&mut self, config_hash: &str) {
         self.send(&DpMessage::Ping {
             config_hash: config_hash.to_string(),
+            telemetry_buffer_fill: None,
         })
         .await;
     }
