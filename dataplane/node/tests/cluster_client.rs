@@ -89,6 +89,7 @@ fn reconfigure(config: &GatewayConfig, version: i64) -> (CpMessage, String) {
             version,
             config_hash: hash.clone(),
             config: serde_json::to_value(config).expect("json"),
+            control_plane_id: None,
         },
         hash,
     )
@@ -216,6 +217,7 @@ async fn a_pushed_config_is_applied_cached_and_acknowledged() {
         version: 6,
         config_hash: "0123456789abcdef0123456789abcdef".into(),
         config: serde_json::to_value(&other).expect("json"),
+        control_plane_id: None,
     });
     let (rejected_hash, errors) = session
         .expect(WAIT, "rejected", applied)
@@ -235,6 +237,7 @@ async fn a_pushed_config_is_applied_cached_and_acknowledged() {
         version: 7,
         config_hash: broken.hash().to_string(),
         config: broken_json,
+        control_plane_id: None,
     });
     let (_, errors) = session
         .expect(WAIT, "rejected", applied)

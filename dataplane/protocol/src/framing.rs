@@ -78,13 +78,14 @@ pub fn decode_text_with_limits<M: Message>(text: &str, limits: FrameLimits) -> R
     decode_json(text.as_bytes())
 }
 
-/// Encodes a CP message as a binary frame: gzip of the message's JSON.
-pub fn encode_binary(msg: &CpMessage) -> Result<Vec<u8>> {
+/// Encodes a message as a binary frame: gzip of the message's JSON (`reconfigure` from the
+/// CP, `telemetry` from the DP).
+pub fn encode_binary<M: Message>(msg: &M) -> Result<Vec<u8>> {
     encode_binary_with_limits(msg, FrameLimits::default())
 }
 
 /// [`encode_binary`] with explicit limits.
-pub fn encode_binary_with_limits(msg: &CpMessage, limits: FrameLimits) -> Result<Vec<u8>> {
+pub fn encode_binary_with_limits<M: Message>(msg: &M, limits: FrameLimits) -> Result<Vec<u8>> {
     let json = serde_json::to_vec(msg).map_err(ProtocolError::Encode)?;
     if json.len() > limits.max_decompressed_bytes {
         return Err(ProtocolError::DecompressedTooLarge {
@@ -107,6 +108,21 @@ pub fn decode_binary(bytes: &[u8]) -> Result<CpMessage> {
 
 /// [`decode_binary`] with explicit limits.
 pub fn decode_binary_with_limits(bytes: &[u8], limits: FrameLimits) -> Result<CpMessage> {
+    decode_binary_message_with_limits(bytes, limits)
+}
+
+/// Decodes a binary frame (gzip of JSON) into `M`: [`crate::DpMessage`] on the CP (telemetry
+/// batches), [`crate::CpMessage`] on the DP. Same limits as [`decode_binary`]; that function
+/// stays CP-message-only so existing callers need no type annotation.
+pub fn decode_binary_message<M: Message>(bytes: &[u8]) -> Result<M> {
+    decode_binary_message_with_limits(bytes, FrameLimits::default())
+}
+
+/// [`decode_binary_message`] with explicit limits.
+pub fn decode_binary_message_with_limits<M: Message>(
+    bytes: &[u8],
+    limits: FrameLimits,
+) -> Result<M> {
     check_frame(bytes.len(), limits.max_frame_bytes)?;
     let json = gunzip_capped(bytes, limits.max_decompressed_bytes)?;
     decode_json(&json)

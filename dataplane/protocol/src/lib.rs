@@ -22,7 +22,8 @@ mod version;
 
 pub use error::{ProtocolError, Result};
 pub use framing::{
-    decode_binary, decode_binary_with_limits, decode_text, decode_text_with_limits, encode_binary,
+    decode_binary, decode_binary_message, decode_binary_message_with_limits,
+    decode_binary_with_limits, decode_text, decode_text_with_limits, encode_binary,
     encode_binary_with_limits, encode_text, encode_text_with_limits, FrameLimits,
     MAX_DECOMPRESSED_BYTES, MAX_FRAME_BYTES,
 };

@@ -152,6 +152,11 @@ pub enum CpMessage {
         config_hash: String,
         /// The gateway config document.
         config: serde_json::Value,
+        /// The control plane this config belongs to. The DP stamps it on every telemetry
+        /// record (so the CP can refuse records of another control plane) and keeps it with
+        /// its cache. `None` from an older CP; the DP then records the nil UUID.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        control_plane_id: Option<Uuid>,
     },
     /// Answer to [`DpMessage::Ping`].
     Pong {

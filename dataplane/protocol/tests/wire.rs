@@ -76,6 +76,7 @@ fn cp_messages() -> Vec<CpMessage> {
             version: 42,
             config_hash: "cd".repeat(32),
             config: json!({"services": [{"id": id(2), "name": "s", "port": 80}], "routes": []}),
+            control_plane_id: Some(id(3)),
         },
         CpMessage::Pong {
             cp_time_ms: 1_764_000_000_123,
@@ -244,8 +245,8 @@ fn oversize_frames_are_rejected() {
     // Encoding refuses too, so a sender notices before the peer disconnects.
     let msg = DpMessage::Ping {
         config_hash: "a".repeat(MAX_FRAME_BYTES),
-    };
         telemetry_buffer_fill: None,
+    };
     assert!(matches!(
         encode_text(&msg),
         Err(ProtocolError::FrameTooLarge { .. })

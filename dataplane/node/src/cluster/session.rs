@@ -227,6 +227,7 @@ async fn handle(link: &Link, ws: &mut Ws, message: CpMessage) -> Result<(), Sess
             version,
             config_hash,
             config,
+            ..
         } => {
             let gateway = link.gateway.clone();
             let prefix = link.prefix.clone();
@@ -245,8 +246,8 @@ async fn handle(link: &Link, ws: &mut Ws, message: CpMessage) -> Result<(), Sess
                         ws,
                         &DpMessage::Ping {
                             config_hash: running_hash(link),
-                        },
                             telemetry_buffer_fill: None,
+                        },
                     )
                     .await?;
                 }

@@ -367,6 +367,8 @@ pub fn encode_frame(snapshot: &ConfigSnapshot) -> anyhow::Result<PushFrame> {
         version: snapshot.version,
         config_hash: hash.clone(),
         config,
+        // TODO(telemetry ingest): the control plane's id, so DPs stamp it on their records.
+        control_plane_id: None,
     };
     let frame =
         fleetgate_protocol::encode_binary(&message).context("encode the reconfigure frame")?;

@@ -73,6 +73,7 @@ fn strip_frame_with(
         version,
         config_hash,
         mut config,
+        control_plane_id,
     } = fleetgate_protocol::decode_binary(&frame.frame).context("decode the shared frame")?
     else {
         anyhow::bail!("the shared frame is not a reconfigure message");
@@ -97,6 +98,7 @@ fn strip_frame_with(
         version,
         config_hash: hash.clone(),
         config,
+        control_plane_id,
     };
     let bytes = fleetgate_protocol::encode_binary(&message).context("encode the stripped frame")?;
     Ok(PushFrame {
@@ -141,6 +143,7 @@ mod tests {
             version: 7,
             config_hash: "h".into(),
             config: json!({"services": [{"id": "a", "tls_verify": true}]}),
+            control_plane_id: None,
         };
         let frame = PushFrame {
             version: 7,

@@ -207,6 +207,7 @@ impl DpConn {
                     version,
                     config_hash,
                     config,
+                    ..
                 } => return (version, config_hash, config),
                 CpMessage::License { .. } | CpMessage::Pong { .. } => continue,
                 other => panic!("expected reconfigure, got {other:?}"),
