@@ -1,5 +1,6 @@
 //! The REST API: one module per resource, merged here into one router.
 
+pub mod billing;
 pub mod control_planes;
 pub mod declarative;
 pub mod dp_certificates;
@@ -9,6 +10,7 @@ pub mod health;
 pub mod licenses;
 pub mod nodes;
 pub mod organizations;
+pub mod portals;
 pub mod schemas;
 pub mod tokens;
 
@@ -35,6 +37,8 @@ pub fn app(state: AppState) -> Router {
         .merge(nodes::router())
         .merge(entities::router())
         .merge(schemas::router())
+        .merge(portals::router())
+        .merge(billing::router())
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         // Mounted after the limit above so its own, larger limit applies.
         .merge(declarative::router())

@@ -249,6 +249,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        // Its services stop counting for billing now; their history stays.
+        super::billing::close_all_services(&mut tx, id, self.clock().now()).await?;
         tx.commit().await?;
         Ok(())
     }

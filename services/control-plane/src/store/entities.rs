@@ -9,6 +9,7 @@ use fleetgate_config::{Entity, EntityKind, OnDelete, Reference};
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
+use super::billing;
 use super::organizations::parse_uuid;
 use super::{now_unix, Store, StoreError, StoreResult};
 
@@ -302,12 +303,12 @@ async fn clear_side_rows(
 }
 
 /// Rows per multi-row INSERT: well under both engines' bind-parameter limits.
-const INSERT_CHUNK: usize = 400;
+pub(super) const INSERT_CHUNK: usize = 400;
 
 /// `INSERT INTO … VALUES ($1, $2), ($3, $4), …` for `rows` rows of `columns` values. Written by
 /// hand because sqlx's `QueryBuilder` over the `Any` driver emits `?` placeholders, which
 /// PostgreSQL rejects; `$n` is understood by both engines.
-fn multi_row_insert(head: &str, rows: usize, columns: usize) -> String {
+pub(super) fn multi_row_insert(head: &str, rows: usize, columns: usize) -> String {
     let mut sql = String::with_capacity(head.len() + rows * columns * 6);
     sql.push_str(head);
     sql.push_str(" VALUES ");
@@ -489,6 +490,9 @@ impl Store {
             });
         }
         let record = write_entity(&mut tx, cp, &write, None).await?;
+        if write.kind == EntityKind::Service {
+            billing::open_services(&mut tx, org, cp, &[write.id], self.clock().now()).await?;
+        }
         tx.commit().await?;
         Ok(record)
     }
@@ -504,6 +508,9 @@ impl Store {
         bump_version(&mut tx, org, cp).await?;
         let existing = fetch_record(&mut tx, cp, write.kind, write.id).await?;
         let record = write_entity(&mut tx, cp, &write, existing.as_ref()).await?;
+        if write.kind == EntityKind::Service && existing.is_none() {
+            billing::open_services(&mut tx, org, cp, &[write.id], self.clock().now()).await?;
+        }
         tx.commit().await?;
         Ok((record, existing.is_none()))
     }
@@ -599,6 +606,12 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        let services: Vec<Uuid> = doomed
+            .iter()
+            .filter(|(k, _)| *k == EntityKind::Service)
+            .map(|(_, i)| *i)
+            .collect();
+        billing::close_services(&mut tx, cp, &services, self.clock().now()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -646,6 +659,12 @@ impl Store {
             query.execute(&mut *tx).await?;
         }
         insert_side_rows(&mut tx, cp, &writes).await?;
+        let services = writes
+            .iter()
+            .filter(|w| w.kind == EntityKind::Service)
+            .map(|w| w.id)
+            .collect();
+        billing::sync_services(&mut tx, org, cp, &services, self.clock().now()).await?;
         let version: i64 = sqlx::query("SELECT config_version FROM control_planes WHERE id = $1")
             .bind(&cp_s)
             .fetch_one(&mut *tx)

@@ -6,13 +6,16 @@
 //! serialises writers of one control plane, on SQLite the write lock does, so the
 //! check-then-insert steps of referential integrity below cannot race.
 
+mod billing;
 mod control_planes;
 mod dp_certificates;
 mod entities;
 mod licenses;
 mod nodes;
 mod organizations;
+mod portals;
 
+pub use billing::{Clock, ControlPlaneUsage, Usage};
 pub use control_planes::{ControlPlaneRecord, ControlPlaneUpdate, NewControlPlane};
 pub use dp_certificates::{
     CertificateOwner, ControlPlaneCa, DpCertificateRecord, NewDpCertificate,
@@ -21,9 +24,11 @@ pub use entities::{ensure_id, name_field, EntityRecord, EntityWrite, ReferenceRo
 pub use licenses::LicenseRecord;
 pub use nodes::{NodeHello, NodeRecord, NODE_STATUS_INCOMPATIBLE, NODE_STATUS_NORMAL};
 pub use organizations::{Organization, Role, TokenRecord};
+pub use portals::{NewPortal, PortalRecord, PortalUpdate};
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -92,6 +97,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Shared by clones, so a test pinning it affects the server's copy too.
+    clock: Arc<Clock>,
 }
 
 impl Store {
@@ -152,7 +159,11 @@ impl Store {
             .run(&pool)
             .await
             .context("apply database migrations")?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            clock: Arc::default(),
+        })
     }
 
     /// The SQLite URL of the embedded default database inside `data_dir` (created if missing).
