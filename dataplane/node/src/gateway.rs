@@ -21,6 +21,7 @@ use crate::balancer::{Balancer, HealthRegistry};
 use crate::license::LicenseState;
 use crate::metrics::Metrics;
 use crate::proxy::{UpstreamClient, UpstreamClients};
+use crate::telemetry::{Telemetry, TelemetrySettings};
 use crate::tls::CertificateIndex;
 
 /// Where the running config came from.
@@ -78,6 +79,9 @@ pub struct CompiledConfig {
     pub source: ConfigSource,
     /// The control plane's config version (for `cp`/`cache` configs).
     pub version: Option<i64>,
+    /// The control plane this config came from; nil for local configs (telemetry records
+    /// carry it).
+    pub control_plane_id: Uuid,
     /// When it was applied.
     pub applied_at: SystemTime,
     /// Entity counts, for `/status`.
@@ -149,6 +153,8 @@ pub struct Gateway {
     loaded: AtomicBool,
     /// The license pushed by the control plane (none on a standalone node).
     pub license: LicenseState,
+    /// Per-request telemetry buffer.
+    pub telemetry: Arc<Telemetry>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -160,8 +166,13 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// A gateway running the empty config (404 for everything).
+    /// A gateway running the empty config (404 for everything), with default telemetry.
     pub fn new() -> anyhow::Result<Arc<Self>> {
+        Self::with_telemetry(TelemetrySettings::default())
+    }
+
+    /// [`Self::new`] with these telemetry settings.
+    pub fn with_telemetry(telemetry: TelemetrySettings) -> anyhow::Result<Arc<Self>> {
         let counters = Arc::new(RateLimitCounters::new());
         let health = Arc::new(HealthRegistry::default());
         let clients = UpstreamClients::default();
@@ -181,6 +192,7 @@ impl Gateway {
             clients,
             loaded: AtomicBool::new(false),
             license: LicenseState::default(),
+            telemetry: Telemetry::new(telemetry),
         }))
     }
 
@@ -215,10 +227,23 @@ impl Gateway {
         source: ConfigSource,
         version: Option<i64>,
     ) -> Result<ConfigHash, ApplyError> {
+        self.apply_from_control_plane(config, source, version, None)
+    }
+
+    /// [`Self::apply_versioned`] for a config of a known control plane (pushed, or cached
+    /// with its control plane remembered).
+    pub fn apply_from_control_plane(
+        &self,
+        config: GatewayConfig,
+        source: ConfigSource,
+        version: Option<i64>,
+        control_plane_id: Option<Uuid>,
+    ) -> Result<ConfigHash, ApplyError> {
         let compiled = compile(config, source, &self.counters, &self.health, &self.clients);
         match compiled {
             Ok(mut compiled) => {
                 compiled.version = version;
+                compiled.control_plane_id = control_plane_id.unwrap_or_default();
                 let hash = compiled.hash.clone();
                 self.current.store(Arc::new(compiled));
                 self.loaded.store(true, Ordering::Release);
@@ -347,6 +372,7 @@ pub fn compile(
         hash,
         source,
         version: None,
+        control_plane_id: Uuid::nil(),
         applied_at: SystemTime::now(),
         counts,
         router,

@@ -13,6 +13,7 @@ pub mod proxy;
 pub mod server;
 pub mod settings;
 pub mod status;
+pub mod telemetry;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -77,7 +78,12 @@ impl DataPlane {
         };
         // Read the cluster material before anything binds, so a bad file fails start-up.
         let client_settings = ClientSettings::from_settings(&settings)?;
-        let gateway = Gateway::new()?;
+        let gateway = Gateway::with_telemetry(telemetry::TelemetrySettings {
+            buffer_limit: settings.analytics_buffer_size_limit,
+            flush_interval: settings.analytics_flush_interval,
+        })?;
+        // Keeps the buffer bounded even while no control plane session drains it.
+        gateway.telemetry.start_flusher();
         load_license(&gateway, &settings.prefix);
         load_startup_config(&gateway, &settings)?;
         // Dial the control plane regardless of what was loaded: a pushed config always
@@ -190,7 +196,13 @@ fn load_startup_config(gateway: &Gateway, settings: &Settings) -> anyhow::Result
                 hash,
                 config,
             } = *valid;
-            match gateway.apply_versioned(config, ConfigSource::Cache, Some(version)) {
+            let control_plane = telemetry::load_control_plane_id(&settings.prefix);
+            match gateway.apply_from_control_plane(
+                config,
+                ConfigSource::Cache,
+                Some(version),
+                control_plane,
+            ) {
                 Ok(_) => {
                     tracing::info!(%hash, version, "running the cached config from the control plane");
                     return Ok(());

@@ -23,6 +23,7 @@ use crate::connector::TimeoutConnector;
 use crate::gateway::{CompiledConfig, Gateway, ServiceRuntime};
 use crate::idle::IdleTimeoutBody;
 use crate::metrics::UpstreamError;
+use crate::telemetry::Tally;
 
 /// Errors of a proxied body.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -157,16 +158,18 @@ pub async fn handle(
     downstream: Downstream,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    if let Some(expired_at) = gateway.license.expired_at() {
-        return crate::license::expired_response(expired_at);
-    }
     let start = Instant::now();
+    let mut tally = Tally::start(&gateway.telemetry, start);
     let config = gateway.current();
-    let response = proxy(&gateway, &config, &downstream, req).await;
+    if let Some(expired_at) = gateway.license.expired_at() {
+        let response = crate::license::expired_response(expired_at);
+        return tally.finish(&gateway.telemetry, config.control_plane_id, response);
+    }
+    let response = proxy(&gateway, &config, &downstream, req, &mut tally).await;
     gateway
         .metrics
         .record(response.status().as_u16(), start.elapsed());
-    response
+    tally.finish(&gateway.telemetry, config.control_plane_id, response)
 }
 
 fn request_host(req: &Request<Incoming>) -> String {
@@ -183,6 +186,7 @@ async fn proxy(
     config: &CompiledConfig,
     downstream: &Downstream,
     mut req: Request<Incoming>,
+    tally: &mut Tally,
 ) -> Response<ProxyBody> {
     let host = request_host(&req);
     let path = req.uri().path().to_string();
@@ -218,6 +222,8 @@ async fn proxy(
         return json_error(StatusCode::NOT_FOUND, "no Route matched with those values");
     };
     let route = matched.route;
+    tally.route_id = Some(matched.route_id);
+    tally.service_id = matched.service_id;
     let service = matched
         .service_id
         .and_then(|id| config.services.get(&id))
@@ -248,11 +254,14 @@ async fn proxy(
     let plugin_ctx = match outcome {
         AccessOutcome::Continue(ctx) => ctx,
         AccessOutcome::Respond(response, ctx) => {
+            tally.consumer_id = ctx.consumer_id;
             let (mut parts, body) = response.into_parts();
             config.plugins.response(&ctx, &mut parts.headers);
             return Response::from_parts(parts, full(body));
         }
     };
+
+    tally.consumer_id = plugin_ctx.consumer_id;
 
     let upgrade = is_upgrade(req.headers());
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -268,6 +277,7 @@ async fn proxy(
     add_forwarded_headers(&mut parts.headers, downstream, &host);
 
     let retryable_body = !has_body(&parts.headers);
+    let body = tally.count_request_body(body);
     let mut body = Some(match plugin_ctx.max_body_bytes {
         Some(limit) => Limited::new(body, limit as usize).boxed(),
         None => body.map_err(|e| Box::new(e) as BoxError).boxed(),
@@ -314,7 +324,9 @@ async fn proxy(
         if let Some(h) = host_header {
             upstream_req.headers_mut().insert(header::HOST, h);
         }
+        let sent_at = Instant::now();
         let sent = tokio::time::timeout(service.read_timeout, client.request(upstream_req)).await;
+        tally.add_upstream(sent_at.elapsed());
         match sent {
             Ok(Ok(mut response)) => {
                 target.report(Outcome::Status(response.status().as_u16()));

@@ -275,13 +275,14 @@ impl Settings {
                 "analytics_flush_interval",
                 get("analytics_flush_interval").unwrap_or("1s"),
             )?,
-            analytics_buffer_size_limit: buffer.parse().ok().filter(|n| *n > 0).ok_or_else(
-                || SettingsError::BadValue {
+            // 0 turns telemetry off (docs/telemetry.md).
+            analytics_buffer_size_limit: buffer.parse().ok().ok_or_else(|| {
+                SettingsError::BadValue {
                     key: "analytics_buffer_size_limit".into(),
                     value: buffer.into(),
-                    reason: "expected a positive whole number".into(),
-                },
-            )?,
+                    reason: "expected a whole number (0 turns telemetry off)".into(),
+                }
+            })?,
             cluster_ping_interval: parse_duration(
                 "cluster_ping_interval",
                 get("cluster_ping_interval").unwrap_or("30s"),

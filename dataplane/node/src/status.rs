@@ -62,8 +62,7 @@ pub fn handle(
                 "last_ping": cluster.last_ping_unix.map(crate::license::rfc3339),
                 "last_error": cluster.last_error,
                 "license": gateway.license.status_json(),
-                // Filled by the telemetry buffer (a later issue); zero until then.
-                "telemetry": {"buffer_fill": 0, "dropped": 0},
+                "telemetry": gateway.telemetry.status(),
                 "requests_total": gateway.metrics.total_requests(),
             });
             json_response(StatusCode::OK, body)

@@ -151,6 +151,8 @@ impl ClusterClient {
         prefix: PathBuf,
         node: NodeInfo,
     ) -> ClusterHandle {
+        // Bounds the telemetry buffer while disconnected (a no-op if the node started it).
+        gateway.telemetry.start_flusher();
         let (state, state_rx) = watch::channel(ClusterState::default());
         let (stop, stop_rx) = watch::channel(false);
         let link = Link {

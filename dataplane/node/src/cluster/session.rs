@@ -22,6 +22,7 @@ use super::{tls, Link};
 use crate::cache::{self, CachedConfig};
 use crate::gateway::ConfigSource;
 use crate::license::now_unix;
+use crate::telemetry::SentBatch;
 
 type Ws = WebSocketStream<TlsStream<TcpStream>>;
 
@@ -133,6 +134,17 @@ fn running_hash(link: &Link) -> String {
     link.gateway.current().hash.to_string()
 }
 
+/// A heartbeat: the running hash and how many telemetry records wait on this node.
+fn heartbeat(link: &Link) -> DpMessage {
+    let telemetry = &link.gateway.telemetry;
+    DpMessage::Ping {
+        config_hash: running_hash(link),
+        telemetry_buffer_fill: telemetry
+            .enabled()
+            .then(|| telemetry.status().buffer_fill as u64),
+    }
+}
+
 /// The session after the upgrade: `hello`, then frames, pings and the silence deadline.
 async fn converse(
     link: &Link,
@@ -158,6 +170,17 @@ async fn converse(
         },
     )
     .await?;
+    // Batches an earlier session sent but never saw acknowledged go first, in seq order,
+    // then whatever waited while disconnected.
+    let telemetry = link.gateway.telemetry.clone();
+    for batch in telemetry.unacked() {
+        send_batch(ws, &batch).await?;
+    }
+    send_new_batches(link, ws).await?;
+    let flush_every = telemetry.settings().flush_interval;
+    let mut flush = tokio::time::interval_at(Instant::now() + flush_every, flush_every);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let telemetry_on = telemetry.enabled();
     let interval = link.settings.ping_interval;
     let silence = interval.mul_f64(1.5);
     let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
@@ -167,7 +190,15 @@ async fn converse(
         let frame = tokio::select! {
             () = super::stopped(stop) => return Ok(()),
             _ = ping.tick() => {
-                send(ws, &DpMessage::Ping { config_hash: running_hash(link), telemetry_buffer_fill: None }).await?;
+                send(ws, &heartbeat(link)).await?;
+                continue;
+            }
+            _ = flush.tick(), if telemetry_on => {
+                send_new_batches(link, ws).await?;
+                continue;
+            }
+            () = telemetry.batch_ready(), if telemetry_on => {
+                send_new_batches(link, ws).await?;
                 continue;
             }
             () = tokio::time::sleep_until(deadline) => {
@@ -227,13 +258,18 @@ async fn handle(link: &Link, ws: &mut Ws, message: CpMessage) -> Result<(), Sess
             version,
             config_hash,
             config,
-            ..
+            control_plane_id,
         } => {
             let gateway = link.gateway.clone();
             let prefix = link.prefix.clone();
             let hash = config_hash.clone();
             let outcome = tokio::task::spawn_blocking(move || {
-                apply_reconfigure(&gateway, &prefix, version, &hash, config)
+                let pushed = Pushed {
+                    version,
+                    config_hash: &hash,
+                    control_plane_id,
+                };
+                apply_reconfigure(&gateway, &prefix, pushed, config)
             })
             .await
             .unwrap_or_else(|e| Err(vec![format!("applying the config panicked: {e}")]));
@@ -242,14 +278,7 @@ async fn handle(link: &Link, ws: &mut Ws, message: CpMessage) -> Result<(), Sess
                     link.state
                         .send_modify(|s| s.applied_hash = Some(config_hash.clone()));
                     send(ws, &DpMessage::Applied { config_hash }).await?;
-                    send(
-                        ws,
-                        &DpMessage::Ping {
-                            config_hash: running_hash(link),
-                            telemetry_buffer_fill: None,
-                        },
-                    )
-                    .await?;
+                    send(ws, &heartbeat(link)).await?;
                 }
                 Err(errors) => {
                     tracing::warn!(%config_hash, version, errors = %errors.join("; "), "rejected a config from the control plane; the running config stays");
@@ -273,20 +302,60 @@ async fn handle(link: &Link, ws: &mut Ws, message: CpMessage) -> Result<(), Sess
         CpMessage::Error { message } => {
             tracing::warn!(%message, "the control plane reported a problem with something this node sent");
         }
-        // Telemetry acks are handled by the telemetry buffer (a later issue).
-        CpMessage::Ack { .. } => {}
+        CpMessage::Ack { seq } => {
+            if !link.gateway.telemetry.ack(seq) {
+                tracing::debug!(
+                    seq,
+                    "ack for a telemetry batch that is not pending (already acked or dropped)"
+                );
+            }
+        }
     }
     Ok(())
+}
+
+/// Sends one telemetry batch as a binary frame.
+async fn send_batch(ws: &mut Ws, batch: &SentBatch) -> Result<(), SessionError> {
+    ws.send(Message::binary(batch.frame.clone()))
+        .await
+        .map_err(|e| SessionError::Lost(format!("send telemetry batch {}: {e}", batch.seq)))
+}
+
+/// Forms batches of everything recorded so far and sends them; they stay unacked (and are
+/// re-sent by the next session) until the control plane acks them.
+async fn send_new_batches(link: &Link, ws: &mut Ws) -> Result<(), SessionError> {
+    for batch in link.gateway.telemetry.form_batches(link.node.node_id) {
+        send_batch(ws, &batch).await?;
+    }
+    Ok(())
+}
+
+/// What a `reconfigure` says besides the config itself.
+struct Pushed<'a> {
+    version: i64,
+    config_hash: &'a str,
+    control_plane_id: Option<uuid::Uuid>,
 }
 
 /// Checks, applies and caches one pushed config. The running config stays on any error.
 fn apply_reconfigure(
     gateway: &Arc<crate::Gateway>,
     prefix: &std::path::Path,
-    version: i64,
-    config_hash: &str,
+    pushed: Pushed<'_>,
     config: serde_json::Value,
 ) -> Result<(), Vec<String>> {
+    let Pushed {
+        version,
+        config_hash,
+        control_plane_id,
+    } = pushed;
+    if let Some(id) = control_plane_id {
+        // Remembered beside the cache: after a restart the CP skips this reconfigure (same
+        // hash), and records must still name their control plane.
+        if let Err(e) = crate::telemetry::store_control_plane_id(prefix, id) {
+            tracing::warn!(error = %format!("{e:#}"), "could not remember the control plane id");
+        }
+    }
     if gateway.current().hash.as_str() == config_hash {
         // Already running it (e.g. from the cache after a restart): nothing to swap.
         return Ok(());
@@ -306,7 +375,7 @@ fn apply_reconfigure(
         )]);
     }
     gateway
-        .apply_versioned(config, ConfigSource::Cp, Some(version))
+        .apply_from_control_plane(config, ConfigSource::Cp, Some(version), control_plane_id)
         .map_err(|e| vec![e.to_string()])?;
     let cached = CachedConfig {
         version,

@@ -1,0 +1,224 @@
+//! The per-request side: a [`Tally`] the proxy fills while it handles a request, a body
+//! wrapper counting request bytes, and one counting response bytes that records the request
+//! when the response body ends (or is dropped: a client that hangs up is still counted).
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use fleetgate_protocol::RequestRecord;
+use http::Response;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use uuid::Uuid;
+
+use super::{now_unix_ms, Telemetry};
+use crate::proxy::{BoxError, ProxyBody};
+
+/// What the proxy learns about one request. Only ids and numbers: nothing here can hold a
+/// path, header, body, query string or client address.
+#[derive(Debug)]
+pub struct Tally {
+    started: Instant,
+    time_ms: i64,
+    /// Matched service.
+    pub service_id: Option<Uuid>,
+    /// Matched route.
+    pub route_id: Option<Uuid>,
+    /// Authenticated consumer.
+    pub consumer_id: Option<Uuid>,
+    upstream: Duration,
+    /// `None` when telemetry is off: then nothing is counted or recorded.
+    bytes_in: Option<Arc<AtomicU64>>,
+}
+
+impl Tally {
+    /// Starts a tally for a request that arrived at `started`.
+    pub fn start(telemetry: &Telemetry, started: Instant) -> Self {
+        let enabled = telemetry.enabled();
+        Self {
+            started,
+            time_ms: if enabled { now_unix_ms() } else { 0 },
+            service_id: None,
+            route_id: None,
+            consumer_id: None,
+            upstream: Duration::ZERO,
+            bytes_in: enabled.then(|| Arc::new(AtomicU64::new(0))),
+        }
+    }
+
+    /// Adds time spent waiting for an upstream's response headers (summed over retries).
+    pub fn add_upstream(&mut self, waited: Duration) {
+        self.upstream += waited;
+    }
+
+    /// Wraps the request body so the bytes read from the client are counted.
+    pub fn count_request_body<B>(&self, body: B) -> CountingBody<B> {
+        CountingBody {
+            inner: body,
+            counter: self.bytes_in.clone(),
+        }
+    }
+
+    /// Wraps the response so the request is recorded when its body ends; unchanged when
+    /// telemetry is off.
+    pub fn finish(
+        self,
+        telemetry: &Arc<Telemetry>,
+        control_plane_id: Uuid,
+        response: Response<ProxyBody>,
+    ) -> Response<ProxyBody> {
+        let Some(bytes_in) = self.bytes_in else {
+            return response;
+        };
+        let status = response.status().as_u16();
+        response.map(|inner| {
+            RecordingBody {
+                inner,
+                pending: Some(Pending {
+                    telemetry: telemetry.clone(),
+                    started: self.started,
+                    upstream: self.upstream,
+                    bytes_in,
+                    bytes_out: 0,
+                    record: RequestRecord {
+                        time_ms: self.time_ms,
+                        control_plane_id,
+                        service_id: self.service_id,
+                        route_id: self.route_id,
+                        consumer_id: self.consumer_id,
+                        // Stamped when the batch is formed (one node per buffer).
+                        node_id: Uuid::nil(),
+                        status,
+                        latency_total_us: 0,
+                        latency_upstream_us: 0,
+                        latency_gateway_us: 0,
+                        bytes_in: 0,
+                        bytes_out: 0,
+                    },
+                }),
+            }
+            .boxed()
+        })
+    }
+}
+
+/// A body that adds the size of every data frame to a counter.
+#[derive(Debug)]
+pub struct CountingBody<B> {
+    inner: B,
+    counter: Option<Arc<AtomicU64>>,
+}
+
+impl<B> Body for CountingBody<B>
+where
+    B: Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(frame))), Some(counter)) = (&polled, &this.counter) {
+            if let Some(data) = frame.data_ref() {
+                counter.fetch_add(data.remaining() as u64, Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[derive(Debug)]
+struct Pending {
+    telemetry: Arc<Telemetry>,
+    started: Instant,
+    upstream: Duration,
+    bytes_in: Arc<AtomicU64>,
+    bytes_out: u64,
+    record: RequestRecord,
+}
+
+impl Pending {
+    fn record(self) {
+        let micros = |d: Duration| u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+        let total = micros(self.started.elapsed());
+        let upstream = micros(self.upstream);
+        let mut record = self.record;
+        record.latency_total_us = total;
+        record.latency_upstream_us = upstream;
+        record.latency_gateway_us = total.saturating_sub(upstream);
+        record.bytes_in = self.bytes_in.load(Relaxed);
+        record.bytes_out = self.bytes_out;
+        self.telemetry.record(record);
+    }
+}
+
+/// The response body: counts bytes out and records the request exactly once, at its end.
+struct RecordingBody {
+    inner: ProxyBody,
+    pending: Option<Pending>,
+}
+
+impl RecordingBody {
+    fn done(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            pending.record();
+        }
+    }
+}
+
+impl Body for RecordingBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(pending)) = (frame.data_ref(), this.pending.as_mut()) {
+                    pending.bytes_out += data.len() as u64;
+                }
+                if this.inner.is_end_stream() {
+                    this.done();
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.done(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for RecordingBody {
+    fn drop(&mut self) {
+        // Never polled to the end (HEAD, 204, a client that went away): still one record.
+        self.done();
+    }
+}
