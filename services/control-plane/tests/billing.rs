@@ -11,7 +11,11 @@ use support::TestApp;
 
 /// Unix seconds of `YYYY-MM` day `day` at `hh:mm:ss` UTC.
 fn at(month: &str, day: i64, hh: i64, mm: i64, ss: i64) -> i64 {
-    Period::parse(month).expect("test month").start() + (day - 1) * 86_400 + hh * 3600 + mm * 60 + ss
+    Period::parse(month).expect("test month").start()
+        + (day - 1) * 86_400
+        + hh * 3600
+        + mm * 60
+        + ss
 }
 
 async fn usage(app: &TestApp, token: &str, query: &str) -> Value {
@@ -73,18 +77,31 @@ async fn services_count_as_the_peak_of_simultaneous_services() {
 
     // A: s1 from February on; s2 across the Feb/Mar boundary; s3 starts the second s2 ends;
     // s4 lives one hour inside March; s5 is created and deleted within one second.
-    tl.create_service(&a, "s1", at("2024-02", 20, 0, 0, 0)).await;
-    let s2 = tl.create_service(&a, "s2", at("2024-02", 25, 0, 0, 0)).await;
+    tl.create_service(&a, "s1", at("2024-02", 20, 0, 0, 0))
+        .await;
+    let s2 = tl
+        .create_service(&a, "s2", at("2024-02", 25, 0, 0, 0))
+        .await;
     tl.delete_service(&a, &s2, at("2024-03", 10, 0, 0, 0)).await;
-    let s3 = tl.create_service(&a, "s3", at("2024-03", 10, 0, 0, 0)).await;
-    let s4 = tl.create_service(&a, "s4", at("2024-03", 15, 12, 0, 0)).await;
-    let s5 = tl.create_service(&a, "s5", at("2024-03", 15, 12, 0, 0)).await;
-    tl.delete_service(&a, &s5, at("2024-03", 15, 12, 0, 0)).await;
-    tl.delete_service(&a, &s4, at("2024-03", 15, 13, 0, 0)).await;
+    let s3 = tl
+        .create_service(&a, "s3", at("2024-03", 10, 0, 0, 0))
+        .await;
+    let s4 = tl
+        .create_service(&a, "s4", at("2024-03", 15, 12, 0, 0))
+        .await;
+    let s5 = tl
+        .create_service(&a, "s5", at("2024-03", 15, 12, 0, 0))
+        .await;
+    tl.delete_service(&a, &s5, at("2024-03", 15, 12, 0, 0))
+        .await;
+    tl.delete_service(&a, &s4, at("2024-03", 15, 13, 0, 0))
+        .await;
     tl.delete_service(&a, &s3, at("2024-03", 20, 0, 0, 0)).await;
     // B: three services one second apart, created and kept (PUT creates too).
-    tl.create_service(&b, "b1", at("2024-03", 25, 0, 0, 0)).await;
-    tl.create_service(&b, "b2", at("2024-03", 25, 0, 0, 1)).await;
+    tl.create_service(&b, "b1", at("2024-03", 25, 0, 0, 0))
+        .await;
+    tl.create_service(&b, "b2", at("2024-03", 25, 0, 0, 1))
+        .await;
     app.store.clock().pin(at("2024-03", 25, 0, 0, 2));
     app.put(
         &format!("{b}/services/b3"),
@@ -115,7 +132,10 @@ async fn services_count_as_the_peak_of_simultaneous_services() {
     assert_eq!(feb["period_end"], at("2024-03", 1, 0, 0, 0));
     assert_eq!(feb["complete"], true);
     assert_eq!(cp_usage(&feb, &cp_b)["gateway_services"], 0);
-    assert_eq!(cp_usage(&feb, &cp_b)["gateway_services_peak_at"], Value::Null);
+    assert_eq!(
+        cp_usage(&feb, &cp_b)["gateway_services_peak_at"],
+        Value::Null
+    );
 
     // March: A peaks at 3 (s1, s3, s4) on the 15th at noon — s5 never coexisted with anything
     // and s2/s3 never overlapped; B peaks at 3 on the 25th. The organisation's peak is 4
@@ -170,8 +190,12 @@ async fn declarative_import_ends_removed_services_and_keeps_the_rest() {
         token: t.clone(),
     };
     let (cp, base) = app.control_plane(&t, "cp").await;
-    let x = tl.create_service(&base, "x", at("2024-03", 1, 0, 0, 0)).await;
-    let y = tl.create_service(&base, "y", at("2024-03", 1, 0, 0, 0)).await;
+    let x = tl
+        .create_service(&base, "x", at("2024-03", 1, 0, 0, 0))
+        .await;
+    let y = tl
+        .create_service(&base, "y", at("2024-03", 1, 0, 0, 0))
+        .await;
     let path = format!("/v2/control-planes/{cp}/declarative-config");
     // Keeps y (same id), drops x, adds z and w (with ids, so a second import keeps them).
     let (z, w) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
@@ -244,15 +268,18 @@ async fn deleting_a_control_plane_ends_its_services_but_not_its_history() {
         token: t.clone(),
     };
     let (cp, base) = app.control_plane(&t, "doomed").await;
-    tl.create_service(&base, "one", at("2024-03", 1, 0, 0, 0)).await;
-    tl.create_service(&base, "two", at("2024-03", 2, 0, 0, 0)).await;
+    tl.create_service(&base, "one", at("2024-03", 1, 0, 0, 0))
+        .await;
+    tl.create_service(&base, "two", at("2024-03", 2, 0, 0, 0))
+        .await;
     app.store.clock().pin(at("2024-03", 10, 0, 0, 0));
     app.delete(&format!("/v2/control-planes/{cp}"), &t)
         .await
         .expect(204);
     // A new control plane's services after the deletion do not overlap the old ones.
     let (_, other) = app.control_plane(&t, "other").await;
-    tl.create_service(&other, "three", at("2024-03", 10, 0, 0, 0)).await;
+    tl.create_service(&other, "three", at("2024-03", 10, 0, 0, 0))
+        .await;
 
     app.store.clock().pin(at("2024-04", 15, 0, 0, 0));
     let mar = usage(&app, &t, "period=2024-03").await;
@@ -307,17 +334,39 @@ async fn active_portals_are_the_peak_of_simultaneously_published_portals() {
     set(p0, json!({"published": false}), at("2024-03", 1, 0, 0, 0)).await;
     // p2: unpublished draft, published 5th–8th, published again from the 12th.
     let p2 = portal("p2", false, at("2024-03", 2, 0, 0, 0)).await;
-    set(p2.clone(), json!({"published": true}), at("2024-03", 5, 0, 0, 0)).await;
-    set(p2.clone(), json!({"published": false}), at("2024-03", 8, 0, 0, 0)).await;
+    set(
+        p2.clone(),
+        json!({"published": true}),
+        at("2024-03", 5, 0, 0, 0),
+    )
+    .await;
+    set(
+        p2.clone(),
+        json!({"published": false}),
+        at("2024-03", 8, 0, 0, 0),
+    )
+    .await;
     // p3 published the second p2 is unpublished: never together.
     let p3 = portal("p3", true, at("2024-03", 8, 0, 0, 0)).await;
-    set(p2.clone(), json!({"published": true}), at("2024-03", 12, 0, 0, 0)).await;
+    set(
+        p2.clone(),
+        json!({"published": true}),
+        at("2024-03", 12, 0, 0, 0),
+    )
+    .await;
     // Renaming or re-publishing a published portal changes nothing.
-    set(p3.clone(), json!({"name": "p3b", "published": true}), at("2024-03", 13, 0, 0, 0)).await;
+    set(
+        p3.clone(),
+        json!({"name": "p3b", "published": true}),
+        at("2024-03", 13, 0, 0, 0),
+    )
+    .await;
     // A draft never counts.
     portal("draft", false, at("2024-03", 14, 0, 0, 0)).await;
     app.store.clock().pin(at("2024-03", 20, 0, 0, 0));
-    app.delete(&format!("/v2/portals/{p1}"), &t).await.expect(204);
+    app.delete(&format!("/v2/portals/{p1}"), &t)
+        .await
+        .expect(204);
 
     app.store.clock().pin(at("2024-05", 1, 0, 0, 0));
     let feb = usage(&app, &t, "period=2024-02").await;
@@ -433,10 +482,15 @@ async fn usage_is_scoped_to_the_organization() {
         token: b.clone(),
     };
     let (_, base_b) = app.control_plane(&b, "b").await;
-    tl.create_service(&base_b, "only-b", at("2024-03", 3, 0, 0, 0)).await;
-    app.post("/v2/portals", &b, json!({"name": "docs", "published": true}))
-        .await
-        .expect(201);
+    tl.create_service(&base_b, "only-b", at("2024-03", 3, 0, 0, 0))
+        .await;
+    app.post(
+        "/v2/portals",
+        &b,
+        json!({"name": "docs", "published": true}),
+    )
+    .await
+    .expect(201);
     app.store.clock().pin(at("2024-04", 1, 0, 0, 0));
 
     let org_a = usage(&app, &a, "period=2024-03").await;

@@ -20,10 +20,7 @@ async fn portals_are_created_listed_changed_and_deleted() {
     assert_eq!(created.body["published"], false);
     assert!(created.body["created_at"].as_i64().is_some());
     let id = created.id();
-    let shown = app
-        .get(&format!("/v2/portals/{id}"), &t)
-        .await
-        .expect(200);
+    let shown = app.get(&format!("/v2/portals/{id}"), &t).await.expect(200);
     assert_eq!(shown.body, created.body);
 
     let patched = app
@@ -91,7 +88,10 @@ async fn invalid_portals_are_refused_naming_the_field() {
         (json!({}), "name"),
         (json!({"name": "   "}), "name"),
         (json!({"name": "x".repeat(101)}), "name"),
-        (json!({"name": "p", "description": "d".repeat(251)}), "description"),
+        (
+            json!({"name": "p", "description": "d".repeat(251)}),
+            "description",
+        ),
         (json!({"name": "p", "published": "yes"}), "published"),
         (json!({"name": 7}), "name"),
         (json!({"name": "p", "colour": "red"}), "colour"),
@@ -161,7 +161,11 @@ async fn organizations_see_only_their_portals_and_viewers_only_read() {
     let b = app.token("org-b", Role::Admin).await;
     let viewer = app.token("org-a", Role::Viewer).await;
     let id = app
-        .post("/v2/portals", &a, json!({"name": "docs", "published": true}))
+        .post(
+            "/v2/portals",
+            &a,
+            json!({"name": "docs", "published": true}),
+        )
         .await
         .expect(201)
         .id();
