@@ -163,13 +163,15 @@ impl Telemetry {
     /// full batch is now waiting.
     pub fn collect(&self) -> bool {
         let shards: Vec<Arc<Shard>> = lock(&self.shards).clone();
-        let mut queue = lock(&self.queue);
+        let mut collected = Vec::new();
         for shard in shards {
-            let records = std::mem::take(&mut *lock(&shard));
-            if !records.is_empty() {
-                queue.push(records);
-            }
+            collected.append(&mut lock(&shard));
         }
+        // Each shard is in order; merging by start time keeps "drop the oldest" true across
+        // threads (stable, so same-millisecond records keep their shard order).
+        collected.sort_by_key(|r| r.time_ms);
+        let mut queue = lock(&self.queue);
+        queue.push(collected);
         let full = queue.waiting() >= BATCH_RECORDS;
         drop(queue);
         if full {

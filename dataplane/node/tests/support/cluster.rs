@@ -1,6 +1,8 @@
 //! A minimal in-test control plane for the cluster client: TLS 1.3 with client-certificate
 //! auth (certificates made with rcgen), the WebSocket upgrade on `/v1/outlet`, and per-session
-//! channels the test drives. It answers `ping` with `pong` unless told to stay silent.
+//! channels the test drives. It answers `ping` with `pong` unless told to stay silent, and
+//! acks every binary `telemetry` batch unless `withhold_acks` is set; the decompressed JSON
+//! of every telemetry frame is kept in `telemetry_json` for privacy checks.
 #![allow(dead_code)]
 // tungstenite fixes the handshake callback's error type (an HTTP response).
 #![allow(clippy::result_large_err)]
@@ -10,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fleetgate_protocol::{decode_text, encode_binary, encode_text, CpMessage, DpMessage};
+use fleetgate_protocol::{
+    decode_binary_message, decode_text, encode_binary, encode_text, CpMessage, DpMessage,
+};
 use futures_util::{SinkExt, StreamExt};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::pem::PemObject;
@@ -171,6 +175,20 @@ pub struct TestCp {
     sessions: mpsc::UnboundedReceiver<CpSession>,
     /// When set, upgrades are refused with this status and body.
     pub refuse_upgrade: Arc<Mutex<Option<(u16, String)>>>,
+    /// When set, telemetry batches are not acked.
+    pub withhold_acks: Arc<AtomicBool>,
+    /// The decompressed JSON of every telemetry frame received, all sessions.
+    pub telemetry_json: Arc<Mutex<Vec<String>>>,
+}
+
+/// The JSON inside a binary (gzip) frame.
+fn gunzip(bytes: &[u8]) -> String {
+    use std::io::Read;
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_string(&mut json)
+        .expect("gzip of UTF-8 JSON");
+    json
 }
 
 impl TestCp {
@@ -181,12 +199,16 @@ impl TestCp {
         let (tx, sessions) = mpsc::unbounded_channel();
         let refuse_upgrade: Arc<Mutex<Option<(u16, String)>>> = Arc::default();
         let refuse = refuse_upgrade.clone();
+        let withhold_acks = Arc::new(AtomicBool::new(false));
+        let telemetry_json: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (withhold, raw) = (withhold_acks.clone(), telemetry_json.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
                 let (acceptor, tx, refuse) = (acceptor.clone(), tx.clone(), refuse.clone());
+                let (withhold, raw) = (withhold.clone(), raw.clone());
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
@@ -238,6 +260,17 @@ impl TestCp {
                                     }
                                     if inbox.send(msg).is_err() { break }
                                 }
+                                Some(Ok(Message::Binary(bytes))) => {
+                                    raw.lock().expect("lock").push(gunzip(&bytes));
+                                    let msg: DpMessage = decode_binary_message(&bytes).expect("DP binary message decodes");
+                                    if let DpMessage::Telemetry { seq, .. } = &msg {
+                                        if !withhold.load(Ordering::SeqCst) {
+                                            let ack = encode_text(&CpMessage::Ack { seq: *seq }).expect("ack");
+                                            if ws.send(Message::text(ack)).await.is_err() { break }
+                                        }
+                                    }
+                                    if inbox.send(msg).is_err() { break }
+                                }
                                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                                 Some(Ok(_)) => {}
                             },
@@ -250,6 +283,8 @@ impl TestCp {
             addr,
             sessions,
             refuse_upgrade,
+            withhold_acks,
+            telemetry_json,
         }
     }
 
