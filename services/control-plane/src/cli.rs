@@ -12,6 +12,7 @@ use crate::cluster::listener::{parse_duration, ClusterSettings};
 use crate::cluster::tls::ClusterTlsFlags;
 use crate::server::{self, ServerSettings};
 use crate::store::Role;
+use crate::telemetry::{AnalyticsSettings, Retention};
 
 /// Fleetgate control plane: manages gateway configuration and the data-plane nodes that run it.
 #[derive(Debug, Parser)]
@@ -103,6 +104,40 @@ impl ClusterTlsArgs {
     }
 }
 
+/// How long analytics are kept at each granularity, and how often they are rolled up.
+#[derive(Debug, Args)]
+struct AnalyticsArgs {
+    /// Keep 10-second analytics buckets (and the dedup record of telemetry batches) this long.
+    #[arg(long = "analytics-retention-10s", env = "FLEETGATE_ANALYTICS_RETENTION_10S", default_value = "1d", value_parser = parse_duration)]
+    retention_10s: Duration,
+    /// Keep minute buckets this long (at least the 10 s retention).
+    #[arg(long = "analytics-retention-minute", env = "FLEETGATE_ANALYTICS_RETENTION_MINUTE", default_value = "7d", value_parser = parse_duration)]
+    retention_minute: Duration,
+    /// Keep hour buckets this long (at least the minute retention).
+    #[arg(long = "analytics-retention-hour", env = "FLEETGATE_ANALYTICS_RETENTION_HOUR", default_value = "90d", value_parser = parse_duration)]
+    retention_hour: Duration,
+    /// Keep day buckets this long (at least the hour retention).
+    #[arg(long = "analytics-retention-day", env = "FLEETGATE_ANALYTICS_RETENTION_DAY", default_value = "730d", value_parser = parse_duration)]
+    retention_day: Duration,
+    /// How often 10 s buckets are rolled up into minutes, hours and days, and old ones pruned.
+    #[arg(long, env = "FLEETGATE_ANALYTICS_ROLLUP_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    analytics_rollup_interval: Duration,
+}
+
+impl From<AnalyticsArgs> for AnalyticsSettings {
+    fn from(args: AnalyticsArgs) -> Self {
+        Self {
+            retention: Retention {
+                ten_seconds: args.retention_10s,
+                minute: args.retention_minute,
+                hour: args.retention_hour,
+                day: args.retention_day,
+            },
+            rollup_interval: args.analytics_rollup_interval,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 struct ServeArgs {
     #[command(flatten)]
@@ -111,6 +146,8 @@ struct ServeArgs {
     cluster: ClusterArgs,
     #[command(flatten)]
     cluster_tls: ClusterTlsArgs,
+    #[command(flatten)]
+    analytics: AnalyticsArgs,
     /// Address the REST API listens on.
     #[arg(long, env = "FLEETGATE_API_LISTEN", default_value = "127.0.0.1:8080")]
     api_listen: SocketAddr,
@@ -122,6 +159,8 @@ struct QuickstartArgs {
     store: StoreArgs,
     #[command(flatten)]
     cluster: ClusterArgs,
+    #[command(flatten)]
+    analytics: AnalyticsArgs,
     /// Address the REST API listens on.
     #[arg(long, env = "FLEETGATE_API_LISTEN", default_value = "127.0.0.1:8080")]
     api_listen: SocketAddr,
@@ -221,6 +260,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cluster,
                 cluster_tls,
                 cluster_endpoint: Some(cluster_endpoint),
+                analytics: args.analytics.into(),
             })
             .await
         }
@@ -253,6 +293,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     cluster: args.cluster.into(),
                     cluster_tls: ClusterTlsFlags::default(),
                     cluster_endpoint: None,
+                    analytics: args.analytics.into(),
                 },
                 org: args.org,
             })

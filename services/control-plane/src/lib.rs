@@ -13,6 +13,7 @@ pub mod server;
 pub mod snapshot;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 
 pub use api::app;
 pub use state::{ApiSettings, AppState};

@@ -156,6 +156,7 @@ pub async fn run(settings: QuickstartSettings) -> anyhow::Result<()> {
             .cluster_endpoint
             .clone()
             .unwrap_or_else(|| settings.server.cluster.listen.to_string()),
+        analytics: settings.server.analytics,
     };
     let running = server::start_with(
         store,

@@ -14,6 +14,7 @@ use crate::cluster::listener::{self, ClusterSettings};
 use crate::cluster::tls::ClusterTlsFlags;
 use crate::state::{ApiSettings, AppState};
 use crate::store::Store;
+use crate::telemetry::AnalyticsSettings;
 
 /// Where the server keeps its state and listens.
 #[derive(Debug, Clone)]
@@ -30,6 +31,8 @@ pub struct ServerSettings {
     pub cluster_tls: ClusterTlsFlags,
     /// `host:port` data planes dial; default: the cluster listen address.
     pub cluster_endpoint: Option<String>,
+    /// Analytics retention and rollup cadence.
+    pub analytics: AnalyticsSettings,
 }
 
 impl ServerSettings {
@@ -137,7 +140,16 @@ pub async fn start_with(
     crate::cluster::nodes::mark_all_disconnected(&store)
         .await
         .context("mark the nodes of the previous run disconnected")?;
+    settings
+        .analytics
+        .retention
+        .validate()
+        .map_err(anyhow::Error::msg)
+        .context("check the analytics retention")?;
     let state = AppState::new(store, settings)?;
+    state
+        .cluster
+        .set_analytics_retention(state.settings.analytics.retention);
     state
         .cluster
         .set_license_source(Arc::new(AuthorityLicenses {
@@ -157,6 +169,11 @@ pub async fn start_with(
         cluster.node_purge_after,
         stop.subscribe(),
     );
+    let rollup_task = crate::telemetry::rollup::spawn(
+        state.store.clone(),
+        state.settings.analytics,
+        stop.subscribe(),
+    );
     let app = crate::api::app(state.clone());
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -171,7 +188,7 @@ pub async fn start_with(
         state,
         stop,
         task,
-        background: vec![cluster_task, purge_task],
+        background: vec![cluster_task, purge_task, rollup_task],
     })
 }
 
@@ -212,6 +229,7 @@ pub async fn serve(settings: ServerSettings) -> anyhow::Result<()> {
             .cluster_endpoint
             .clone()
             .unwrap_or_else(|| settings.cluster.listen.to_string()),
+        analytics: settings.analytics,
     };
     let server = start_with(store, settings.api_listen, api, settings.cluster.clone()).await?;
     tracing::info!(addr = %server.addr, "API listening");

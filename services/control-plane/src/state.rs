@@ -10,6 +10,7 @@ use crate::cluster::tls::{ClusterTls, ClusterTlsFlags};
 use crate::cluster::ClusterHub;
 use crate::snapshot::SnapshotCache;
 use crate::store::Store;
+use crate::telemetry::AnalyticsSettings;
 
 /// Settings the API needs to describe itself (e.g. where data planes connect).
 #[derive(Debug, Clone)]
@@ -21,6 +22,8 @@ pub struct ApiSettings {
     pub data_dir: Option<PathBuf>,
     /// Cluster TLS files given on the command line instead of the generated ones.
     pub cluster_tls: ClusterTlsFlags,
+    /// Analytics retention and rollup cadence.
+    pub analytics: AnalyticsSettings,
 }
 
 impl ApiSettings {
@@ -43,6 +46,7 @@ impl Default for ApiSettings {
             cluster_endpoint: "127.0.0.1:8005".into(),
             data_dir: None,
             cluster_tls: ClusterTlsFlags::default(),
+            analytics: AnalyticsSettings::default(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The REST API: one module per resource, merged here into one router.
 
 pub mod billing;
+pub mod analytics;
 pub mod control_planes;
 pub mod declarative;
 pub mod dp_certificates;
@@ -37,6 +38,7 @@ pub fn app(state: AppState) -> Router {
         .merge(nodes::router())
         .merge(entities::router())
         .merge(schemas::router())
+        .merge(analytics::router())
         .merge(portals::router())
         .merge(billing::router())
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))

@@ -53,6 +53,12 @@ pub struct Node {
     pub created_at: i64,
     /// Last change, Unix seconds.
     pub updated_at: i64,
+    /// Telemetry records the node dropped because its buffer was full (total, counted once
+    /// per batch even when a batch is re-sent).
+    pub telemetry_dropped: i64,
+    /// Records waiting in the node's telemetry buffer (buffered and unacknowledged) at its
+    /// last ping; `null` when the node does not report it.
+    pub telemetry_buffer_fill: Option<i64>,
 }
 
 impl Node {
@@ -76,6 +82,8 @@ impl Node {
             cert_expiry: record.cert_expiry,
             created_at: record.created_at,
             updated_at: record.updated_at,
+            telemetry_dropped: record.telemetry_dropped,
+            telemetry_buffer_fill: record.telemetry_buffer_fill,
         }
     }
 }

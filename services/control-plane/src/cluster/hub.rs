@@ -22,6 +22,7 @@ use uuid::Uuid;
 use super::strip;
 use crate::snapshot::{ConfigSnapshot, SnapshotCache};
 use crate::store::Store;
+use crate::telemetry::Retention;
 
 /// One encoded `reconfigure` frame, shared by every session it is sent to.
 #[derive(Debug)]
@@ -85,6 +86,8 @@ pub struct ClusterHub {
     /// Frames with fields stripped for older data planes: (control plane, version, dp minor).
     stripped: Mutex<HashMap<(Uuid, i64, u64), Arc<PushFrame>>>,
     license: RwLock<Option<Arc<dyn LicenseSource>>>,
+    /// Analytics retention: sessions skip records older than the 10 s horizon.
+    analytics_retention: RwLock<Retention>,
 }
 
 impl std::fmt::Debug for ClusterHub {
@@ -131,6 +134,7 @@ impl ClusterHub {
             next_session: AtomicU64::new(1),
             stripped: Mutex::new(HashMap::new()),
             license: RwLock::new(None),
+            analytics_retention: RwLock::new(Retention::default()),
         }
     }
 
@@ -142,6 +146,22 @@ impl ClusterHub {
     /// The store sessions record node state in.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Sets the analytics retention sessions ingest with (done once at server start).
+    pub fn set_analytics_retention(&self, retention: Retention) {
+        *self
+            .analytics_retention
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = retention;
+    }
+
+    /// The analytics retention.
+    pub fn analytics_retention(&self) -> Retention {
+        *self
+            .analytics_retention
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Installs where licenses come from (done once at server start).
@@ -219,7 +239,7 @@ impl ClusterHub {
         if current.is_some_and(|v| v >= snapshot.version) {
             return Ok(());
         }
-        let frame = tokio::task::spawn_blocking(move || encode_frame(&snapshot))
+        let frame = tokio::task::spawn_blocking(move || encode_frame(control_plane, &snapshot))
             .await
             .context("join the frame encoder")??;
         let frame = Arc::new(frame);
@@ -358,8 +378,8 @@ impl ClusterHub {
 }
 
 /// Encodes a snapshot as the binary `reconfigure` frame (the one expensive step, done once per
-/// version).
-pub fn encode_frame(snapshot: &ConfigSnapshot) -> anyhow::Result<PushFrame> {
+/// version). It names the control plane, which the node stamps on its telemetry records.
+pub fn encode_frame(control_plane: Uuid, snapshot: &ConfigSnapshot) -> anyhow::Result<PushFrame> {
     let config: serde_json::Value =
         serde_json::from_slice(&snapshot.canonical).context("read the canonical config")?;
     let hash = snapshot.hash.to_string();
@@ -367,8 +387,7 @@ pub fn encode_frame(snapshot: &ConfigSnapshot) -> anyhow::Result<PushFrame> {
         version: snapshot.version,
         config_hash: hash.clone(),
         config,
-        // TODO(telemetry ingest): the control plane's id, so DPs stamp it on their records.
-        control_plane_id: None,
+        control_plane_id: Some(control_plane),
     };
     let frame =
         fleetgate_protocol::encode_binary(&message).context("encode the reconfigure frame")?;

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::hub::{ClusterHub, PushFrame, SessionCommand};
 use crate::store::NodeHello;
+use crate::telemetry::ingest::{ingest_batch, BatchOrigin, IncomingBatch, IngestOutcome};
 
 /// Most errors of one `rejected` message kept, and the longest one: enough to diagnose, and a
 /// broken node cannot fill the database.
@@ -318,10 +319,16 @@ where
                     Message::Close(_) => return Ok(Ended::Served),
                     // WebSocket-level pings are answered by tungstenite itself.
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
-                    Message::Binary(_) => {
-                        send_text(&mut sink, &CpMessage::Error {
-                            message: "data planes send text frames only".into(),
-                        }).await?;
+                    // Telemetry batches travel gzip-compressed as binary frames.
+                    Message::Binary(bytes) => {
+                        match fleetgate_protocol::decode_binary_message::<DpMessage>(&bytes) {
+                            Ok(message) => handle_decoded(&mut sink, ctx, &mut view, message).await?,
+                            Err(err) => {
+                                send_text(&mut sink, &CpMessage::Error {
+                                    message: format!("unreadable binary frame: {err}"),
+                                }).await?;
+                            }
+                        }
                     }
                 }
             },
@@ -384,8 +391,6 @@ async fn handle_message<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let store = ctx.hub.store();
-    let cp = ctx.identity.control_plane_id;
     let node_id = ctx.query.node_id;
     let message = match fleetgate_protocol::decode_text::<DpMessage>(text) {
         Ok(message) => message,
@@ -404,9 +409,30 @@ where
             .await;
         }
     };
+    handle_decoded(sink, ctx, view, message).await
+}
+
+async fn handle_decoded<S>(
+    sink: &mut Sink<S>,
+    ctx: &SessionContext,
+    view: &mut NodeView,
+    message: DpMessage,
+) -> anyhow::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let store = ctx.hub.store();
+    let cp = ctx.identity.control_plane_id;
+    let node_id = ctx.query.node_id;
     match message {
-        DpMessage::Ping { config_hash, .. } => {
-            if let Err(err) = store.record_node_hash(cp, node_id, &config_hash).await {
+        DpMessage::Ping {
+            config_hash,
+            telemetry_buffer_fill,
+        } => {
+            if let Err(err) = store
+                .record_node_ping(cp, node_id, &config_hash, telemetry_buffer_fill)
+                .await
+            {
                 tracing::warn!(node_id = %node_id, error = %err, "could not record a ping");
             }
             view.hash = config_hash;
@@ -461,18 +487,71 @@ where
             )
             .await?;
         }
-        DpMessage::Telemetry { seq, .. } => {
-            // Not acknowledged: the node keeps the batch and re-sends it once ingestion exists.
-            tracing::debug!(node_id = %node_id, seq, "telemetry batch not ingested (not available yet)");
-            send_text(
-                sink,
-                &CpMessage::Error {
-                    message: "telemetry ingestion is not available on this control plane yet"
-                        .into(),
-                },
-            )
-            .await?;
+        DpMessage::Telemetry {
+            node_id: batch_node,
+            seq,
+            records,
+            dropped,
+        } => {
+            ingest_telemetry(sink, ctx, batch_node, seq, &records, dropped).await?;
         }
     }
     Ok(())
+}
+
+/// Ingests a telemetry batch and acks it once committed (a duplicate or a refused batch is
+/// acked too: re-sending it would not change the answer). A failed commit is not acked: the
+/// node keeps the batch and re-sends it after its next reconnect.
+async fn ingest_telemetry<S>(
+    sink: &mut Sink<S>,
+    ctx: &SessionContext,
+    batch_node: Uuid,
+    seq: u64,
+    records: &[fleetgate_protocol::RequestRecord],
+    dropped: u64,
+) -> anyhow::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let origin = BatchOrigin {
+        organization_id: ctx.identity.organization_id,
+        control_plane_id: ctx.identity.control_plane_id,
+        node_id: ctx.query.node_id,
+    };
+    let now = crate::store::now_unix();
+    let horizon = ctx
+        .hub
+        .analytics_retention()
+        .horizon(crate::telemetry::Granularity::TenSeconds, now);
+    let batch = IncomingBatch {
+        node_id: batch_node,
+        seq,
+        records,
+        dropped,
+    };
+    match ingest_batch(ctx.hub.store(), &origin, batch, now, horizon).await {
+        Ok(IngestOutcome::Stored { records }) => {
+            tracing::debug!(node_id = %origin.node_id, seq, records, dropped, "telemetry batch stored");
+        }
+        Ok(IngestOutcome::Duplicate) => {
+            tracing::debug!(node_id = %origin.node_id, seq, "duplicate telemetry batch acknowledged");
+        }
+        Ok(IngestOutcome::Refused { reason }) => {
+            tracing::warn!(node_id = %origin.node_id, seq, reason = %reason, "telemetry batch refused");
+            send_text(sink, &CpMessage::Error { message: reason }).await?;
+        }
+        Err(err) => {
+            tracing::warn!(node_id = %origin.node_id, seq, error = %err, "could not store a telemetry batch");
+            return send_text(
+                sink,
+                &CpMessage::Error {
+                    message: format!(
+                        "telemetry batch {seq} could not be stored; keep it and send it again"
+                    ),
+                },
+            )
+            .await;
+        }
+    }
+    send_text(sink, &CpMessage::Ack { seq }).await
 }

@@ -7,6 +7,7 @@
 //! check-then-insert steps of referential integrity below cannot race.
 
 mod billing;
+mod analytics;
 mod control_planes;
 mod dp_certificates;
 mod entities;
@@ -16,6 +17,9 @@ mod organizations;
 mod portals;
 
 pub use billing::{Clock, ControlPlaneUsage, Usage};
+pub use analytics::{
+    AggregateFilter, AggregateKey, AggregateValues, DirtyBucket, TelemetryBatchWrite,
+};
 pub use control_planes::{ControlPlaneRecord, ControlPlaneUpdate, NewControlPlane};
 pub use dp_certificates::{
     CertificateOwner, ControlPlaneCa, DpCertificateRecord, NewDpCertificate,

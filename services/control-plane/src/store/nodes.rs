@@ -44,6 +44,10 @@ pub struct NodeRecord {
     pub created_at: i64,
     /// Last change, Unix seconds.
     pub updated_at: i64,
+    /// Telemetry records the node dropped because its buffer was full (sum over its batches).
+    pub telemetry_dropped: i64,
+    /// Records waiting in the node's telemetry buffer at its last ping, if it reports it.
+    pub telemetry_buffer_fill: Option<i64>,
 }
 
 /// What a node said about itself when it connected.
@@ -69,7 +73,8 @@ pub struct NodeHello<'a> {
 
 const COLUMNS: &str = "n.control_plane_id, n.id, n.hostname, n.version, n.last_ping, \
     n.config_hash, n.sync_status, n.sync_reason, n.rejected_hash, n.rejected_errors, \
-    n.connected, n.cert_expiry, n.created_at, n.updated_at";
+    n.connected, n.cert_expiry, n.created_at, n.updated_at, n.telemetry_dropped, \
+    n.telemetry_buffer_fill";
 
 fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<NodeRecord> {
     let errors: String = row.try_get("rejected_errors")?;
@@ -88,6 +93,8 @@ fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<NodeRecord> {
         cert_expiry: row.try_get("cert_expiry")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        telemetry_dropped: row.try_get("telemetry_dropped")?,
+        telemetry_buffer_fill: row.try_get("telemetry_buffer_fill")?,
     })
 }
 
@@ -147,6 +154,31 @@ impl Store {
         )
         .bind(now)
         .bind(config_hash)
+        .bind(cp.to_string())
+        .bind(id.to_string())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A ping: the node is alive, runs `config_hash`, and (if it says) holds
+    /// `telemetry_buffer_fill` records in its telemetry buffer.
+    pub async fn record_node_ping(
+        &self,
+        cp: Uuid,
+        id: Uuid,
+        config_hash: &str,
+        telemetry_buffer_fill: Option<u64>,
+    ) -> StoreResult<()> {
+        let now = now_unix();
+        sqlx::query(
+            "UPDATE nodes SET last_ping = $1, config_hash = $2, connected = 1, updated_at = $1, \
+             telemetry_buffer_fill = COALESCE($3, telemetry_buffer_fill) \
+             WHERE control_plane_id = $4 AND id = $5",
+        )
+        .bind(now)
+        .bind(config_hash)
+        .bind(telemetry_buffer_fill.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
         .bind(cp.to_string())
         .bind(id.to_string())
         .execute(self.pool())

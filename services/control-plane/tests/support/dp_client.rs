@@ -145,6 +145,42 @@ impl DpConn {
         self.ws.send(Message::text(text)).await.expect("send");
     }
 
+    /// Sends a message as a binary frame (gzip of the JSON), as nodes send telemetry.
+    pub async fn send_binary(&mut self, message: &DpMessage) {
+        let bytes = fleetgate_protocol::encode_binary(message).expect("encode");
+        self.ws.send(Message::binary(bytes)).await.expect("send");
+    }
+
+    /// Sends a telemetry batch (binary frame) from this node.
+    pub async fn telemetry(
+        &mut self,
+        seq: u64,
+        records: Vec<fleetgate_protocol::RequestRecord>,
+        dropped: u64,
+    ) {
+        let message = DpMessage::Telemetry {
+            node_id: self.node_id,
+            seq,
+            records,
+            dropped,
+        };
+        self.send_binary(&message).await;
+    }
+
+    /// Reads until `ack {seq}`, collecting the `error` messages seen on the way; panics on
+    /// an ack of another seq or after 10 s.
+    pub async fn expect_ack(&mut self, seq: u64) -> Vec<String> {
+        let mut errors = Vec::new();
+        loop {
+            match self.recv().await {
+                CpMessage::Ack { seq: acked } if acked == seq => return errors,
+                CpMessage::Ack { seq: other } => panic!("expected ack {seq}, got ack {other}"),
+                CpMessage::Error { message } => errors.push(message),
+                _ => continue,
+            }
+        }
+    }
+
     pub async fn hello(&mut self, version: &str, config_hash: &str) {
         let message = DpMessage::Hello {
             node_id: self.node_id,

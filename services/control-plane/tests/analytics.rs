@@ -1,0 +1,656 @@
+//! Telemetry ingest and the analytics API end to end: batches over a real mTLS WebSocket
+//! session (and through the ingest function), aggregates in SQLite (or PostgreSQL with
+//! FLEETGATE_TEST_DATABASE_URL), rollups, retention, and `POST /v2/analytics/metrics`.
+
+#[path = "support/dp_client.rs"]
+mod dp_client;
+mod support;
+
+use std::collections::BTreeMap;
+
+use dp_client::{DpCert, DpConn};
+use fleetgate_control_plane::store::{now_unix, Role};
+use fleetgate_control_plane::telemetry::ingest::{
+    ingest_batch, BatchOrigin, IncomingBatch, IngestOutcome,
+};
+use fleetgate_control_plane::telemetry::{rollup, Granularity, Retention};
+use fleetgate_protocol::{CpMessage, DpMessage, RequestRecord};
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use support::TestApp;
+use uuid::Uuid;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+struct Fixture {
+    app: TestApp,
+    token: String,
+    org: Uuid,
+    cp: Uuid,
+    cert: DpCert,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let app = TestApp::start().await;
+        let token = app.token("acme", Role::Admin).await;
+        let org = app.store.ensure_organization("acme").await.expect("org").id;
+        let (cp, _) = app.control_plane(&token, "analytics").await;
+        let cert = DpCert::generate();
+        app.post(
+            &format!("/v2/control-planes/{cp}/dp-client-certificates"),
+            &token,
+            json!({ "cert": cert.cert_pem }),
+        )
+        .await
+        .expect(201);
+        Self {
+            app,
+            token,
+            org,
+            cp: cp.parse().expect("uuid"),
+            cert,
+        }
+    }
+
+    async fn connect(&self, node: Uuid) -> DpConn {
+        let mut dp = DpConn::dial(
+            self.app.cluster_addr,
+            &self.app.cluster_ca_pem,
+            &self.cert,
+            node,
+            VERSION,
+        )
+        .await
+        .expect("dial");
+        dp.hello(VERSION, "").await;
+        dp
+    }
+
+    fn origin(&self, node: Uuid) -> BatchOrigin {
+        BatchOrigin {
+            organization_id: self.org,
+            control_plane_id: self.cp,
+            node_id: node,
+        }
+    }
+
+    /// Ingests records directly (same function the session calls).
+    async fn ingest(&self, node: Uuid, seq: u64, records: &[RequestRecord]) -> IngestOutcome {
+        let now = now_unix();
+        let horizon = Retention::default().horizon(Granularity::TenSeconds, now);
+        let batch = IncomingBatch {
+            node_id: node,
+            seq,
+            records,
+            dropped: 0,
+        };
+        ingest_batch(&self.app.store, &self.origin(node), batch, now, horizon)
+            .await
+            .expect("ingest")
+    }
+
+    async fn metrics(&self, body: Value) -> Vec<Value> {
+        metrics_as(&self.app, &self.token, body).await
+    }
+}
+
+async fn metrics_as(app: &TestApp, token: &str, body: Value) -> Vec<Value> {
+    app.post("/v2/analytics/metrics", token, body)
+        .await
+        .expect(200)
+        .body["data"]
+        .as_array()
+        .expect("data")
+        .clone()
+}
+
+fn record(cp: Uuid, node: Uuid, time_ms: i64) -> RequestRecord {
+    RequestRecord {
+        time_ms,
+        control_plane_id: cp,
+        service_id: None,
+        route_id: None,
+        consumer_id: None,
+        node_id: node,
+        status: 200,
+        latency_total_us: 1_000,
+        latency_upstream_us: 800,
+        latency_gateway_us: 200,
+        bytes_in: 100,
+        bytes_out: 1_000,
+    }
+}
+
+fn exact_quantile(values: &mut [u32], q: f64) -> f64 {
+    values.sort_unstable();
+    let rank = (q * (values.len() - 1) as f64).floor() as usize;
+    f64::from(values[rank]) / 1000.0
+}
+
+fn assert_within_1pct(actual: &Value, expected_ms: f64, what: &str) {
+    let actual = actual
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what}: not a number"));
+    let err = (actual - expected_ms).abs() / expected_ms;
+    assert!(
+        err <= 0.01 + 1e-9,
+        "{what}: {actual} ms vs exact {expected_ms} ms"
+    );
+}
+
+fn total(data: &[Value], metric: &str) -> i64 {
+    data.iter()
+        .map(|p| p["metrics"][metric].as_i64().expect("integer metric"))
+        .sum()
+}
+
+#[tokio::test]
+async fn batches_over_the_session_are_acked_and_counted_once() {
+    let f = Fixture::new().await;
+    let node = Uuid::new_v4();
+    let mut dp = f.connect(node).await;
+    let now_ms = now_unix() * 1000;
+    let service = Uuid::new_v4();
+    let records: Vec<RequestRecord> = (0..120)
+        .map(|i| RequestRecord {
+            service_id: Some(service),
+            status: if i % 4 == 0 { 500 } else { 200 },
+            ..record(f.cp, node, now_ms - i)
+        })
+        .collect();
+
+    dp.telemetry(1 << 20, records.clone(), 3).await;
+    assert_eq!(dp.expect_ack(1 << 20).await, Vec::<String>::new());
+    // Re-sent (as after a reconnect): acked again, counted once.
+    dp.telemetry(1 << 20, records.clone(), 3).await;
+    assert_eq!(dp.expect_ack(1 << 20).await, Vec::<String>::new());
+    // Text frames are accepted too.
+    dp.send(&DpMessage::Telemetry {
+        node_id: node,
+        seq: (1 << 20) + 1,
+        records: records[..20].to_vec(),
+        dropped: 2,
+    })
+    .await;
+    assert_eq!(dp.expect_ack((1 << 20) + 1).await, Vec::<String>::new());
+
+    let range = json!({ "start": now_unix() - 60, "end": now_unix() + 60 });
+    let data = f
+        .metrics(json!({
+            "metrics": ["request_count", "error_rate"],
+            "dimensions": ["service", "node"],
+            "time_range": range,
+            "granularity": "ten_seconds",
+        }))
+        .await;
+    assert_eq!(total(&data, "request_count"), 140);
+    for point in &data {
+        assert_eq!(point["dimensions"]["service"], json!(service.to_string()));
+        assert_eq!(point["dimensions"]["node"], json!(node.to_string()));
+    }
+    let minute = f
+        .metrics(json!({ "metrics": ["request_count", "error_rate"], "time_range": range }))
+        .await;
+    assert_eq!(total(&minute, "request_count"), 140);
+
+    // Billing counts every record once.
+    let day = fleetgate_control_plane::telemetry::ingest::day_name(now_ms / 86_400_000);
+    let calls = f
+        .app
+        .store
+        .api_calls(f.org, &day, &day)
+        .await
+        .expect("calls");
+    assert_eq!(calls.iter().map(|c| c.2).sum::<i64>(), 140);
+
+    // The node's dropped total counts each batch once; ping reports the buffer fill.
+    dp.send(&DpMessage::Ping {
+        config_hash: String::new(),
+        telemetry_buffer_fill: Some(42),
+    })
+    .await;
+    loop {
+        if let CpMessage::Pong { .. } = dp.recv().await {
+            break;
+        }
+    }
+    let row = f
+        .app
+        .get(
+            &format!("/v2/control-planes/{}/nodes/{node}", f.cp),
+            &f.token,
+        )
+        .await
+        .expect(200);
+    assert_eq!(row.body["telemetry_dropped"], json!(5));
+    assert_eq!(row.body["telemetry_buffer_fill"], json!(42));
+
+    // Records of another control plane: acked with an error, nothing stored.
+    let foreign = vec![record(Uuid::new_v4(), node, now_ms)];
+    dp.telemetry((1 << 20) + 2, foreign, 0).await;
+    let errors = dp.expect_ack((1 << 20) + 2).await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("control plane"), "{errors:?}");
+    let data = f
+        .metrics(json!({
+            "metrics": ["request_count"],
+            "time_range": range,
+            "granularity": "ten_seconds",
+        }))
+        .await;
+    assert_eq!(total(&data, "request_count"), 140);
+    dp.close().await;
+    f.app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_by_dimension_match_exact_counts_and_percentiles() {
+    let f = Fixture::new().await;
+    let nodes = [Uuid::new_v4(), Uuid::new_v4()];
+    let services: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+    let routes: Vec<Uuid> = (0..6).map(|_| Uuid::new_v4()).collect();
+    let consumer = Uuid::new_v4();
+    let statuses = [200u16, 201, 404, 500];
+    // All in one minute, so each group is one bucket.
+    let minute = Granularity::Minute.floor(now_unix() - 300);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let mut per_node: BTreeMap<Uuid, Vec<RequestRecord>> = BTreeMap::new();
+    for i in 0..6_000 {
+        let node = nodes[i % 2];
+        let s = rng.gen_range(0..3);
+        let r = RequestRecord {
+            service_id: Some(services[s]),
+            route_id: Some(routes[s * 2 + rng.gen_range(0..2)]),
+            consumer_id: rng.gen_bool(0.3).then_some(consumer),
+            status: statuses[rng.gen_range(0..4)],
+            latency_total_us: 10f64.powf(rng.gen_range(2.0..6.0)) as u32,
+            bytes_in: rng.gen_range(0..500),
+            bytes_out: rng.gen_range(0..5_000),
+            ..record(f.cp, node, minute * 1000 + rng.gen_range(0..60_000))
+        };
+        per_node.entry(node).or_default().push(r);
+    }
+    for (node, records) in &per_node {
+        // Two batches per node, so rows are merged across batches.
+        let (a, b) = records.split_at(records.len() / 2);
+        for (seq, part) in [(1, a), (2, b)] {
+            let outcome = f.ingest(*node, seq, part).await;
+            assert_eq!(
+                outcome,
+                IngestOutcome::Stored {
+                    records: part.len()
+                }
+            );
+        }
+    }
+    let all: Vec<&RequestRecord> = per_node.values().flatten().collect();
+    let range = json!({ "start": minute, "end": minute + 60 });
+
+    for granularity in ["ten_seconds", "minute", "hour", "day"] {
+        let data = f
+            .metrics(json!({
+                "metrics": ["request_count", "error_rate", "latency_p50", "latency_p95",
+                            "latency_p99", "bytes_in", "bytes_out"],
+                "dimensions": ["service", "status_code"],
+                "time_range": range,
+                "granularity": granularity,
+            }))
+            .await;
+        let mut seen = 0;
+        for s in &services {
+            for status in statuses {
+                let group: Vec<&&RequestRecord> = all
+                    .iter()
+                    .filter(|r| r.service_id == Some(*s) && r.status == status)
+                    .collect();
+                let points: Vec<&Value> = data
+                    .iter()
+                    .filter(|p| {
+                        p["dimensions"]["service"] == json!(s.to_string())
+                            && p["dimensions"]["status_code"] == json!(status)
+                    })
+                    .collect();
+                let count: i64 = points
+                    .iter()
+                    .map(|p| p["metrics"]["request_count"].as_i64().expect("count"))
+                    .sum();
+                assert_eq!(count, group.len() as i64, "{granularity} {s} {status}");
+                let bytes_in: i64 = points
+                    .iter()
+                    .map(|p| p["metrics"]["bytes_in"].as_i64().expect("bytes"))
+                    .sum();
+                assert_eq!(
+                    bytes_in,
+                    group.iter().map(|r| r.bytes_in as i64).sum::<i64>()
+                );
+                seen += points.len();
+                if granularity != "ten_seconds" {
+                    assert_eq!(points.len(), 1);
+                    let m = &points[0]["metrics"];
+                    let expected_rate = if status >= 400 { 100.0 } else { 0.0 };
+                    assert_eq!(m["error_rate"].as_f64(), Some(expected_rate));
+                    let mut latencies: Vec<u32> =
+                        group.iter().map(|r| r.latency_total_us).collect();
+                    for (q, name) in [
+                        (0.5, "latency_p50"),
+                        (0.95, "latency_p95"),
+                        (0.99, "latency_p99"),
+                    ] {
+                        let exact = exact_quantile(&mut latencies, q);
+                        assert_within_1pct(&m[name], exact, &format!("{granularity} {name}"));
+                    }
+                }
+            }
+        }
+        assert_eq!(seen, data.len(), "no other groups");
+    }
+
+    // Route, consumer (null = anonymous) and node dimensions; filters.
+    let data = f
+        .metrics(json!({
+            "metrics": ["request_count"],
+            "dimensions": ["consumer"],
+            "time_range": range,
+        }))
+        .await;
+    let anonymous = all.iter().filter(|r| r.consumer_id.is_none()).count() as i64;
+    let by_consumer: BTreeMap<String, i64> = data
+        .iter()
+        .map(|p| {
+            (
+                p["dimensions"]["consumer"].to_string(),
+                p["metrics"]["request_count"].as_i64().expect("count"),
+            )
+        })
+        .collect();
+    assert_eq!(by_consumer["null"], anonymous);
+    assert_eq!(
+        by_consumer[&json!(consumer.to_string()).to_string()],
+        all.len() as i64 - anonymous
+    );
+
+    let data = f
+        .metrics(json!({
+            "metrics": ["request_count", "latency_p99"],
+            "dimensions": ["route", "node"],
+            "filters": [
+                { "dimension": "service", "type": "in", "values": [services[0].to_string()] },
+                { "dimension": "status_code", "type": "not_in", "values": [500] },
+                { "dimension": "node", "type": "in", "values": [nodes[1].to_string()] },
+            ],
+            "time_range": range,
+        }))
+        .await;
+    for route in &routes[..2] {
+        let expected = all
+            .iter()
+            .filter(|r| r.route_id == Some(*route) && r.status != 500 && r.node_id == nodes[1])
+            .count() as i64;
+        let point = data
+            .iter()
+            .find(|p| p["dimensions"]["route"] == json!(route.to_string()))
+            .expect("route point");
+        assert_eq!(point["dimensions"]["node"], json!(nodes[1].to_string()));
+        assert_eq!(point["metrics"]["request_count"].as_i64(), Some(expected));
+    }
+    assert_eq!(data.len(), 2);
+    f.app.stop().await;
+}
+
+#[tokio::test]
+async fn rollups_equal_the_sum_of_their_sources_and_are_idempotent() {
+    let f = Fixture::new().await;
+    let node = Uuid::new_v4();
+    let base = Granularity::Minute.floor(now_unix() - 1_800);
+    // Records in 10 s buckets spread over three minutes, with distinct latencies per minute.
+    let mut records = Vec::new();
+    for i in 0..900i64 {
+        let secs = base + (i * 7) % 180;
+        records.push(RequestRecord {
+            latency_total_us: (1 + (secs - base) as u32 / 60) * 10_000 + i as u32,
+            status: if i % 10 == 0 { 503 } else { 200 },
+            ..record(f.cp, node, secs * 1000 + i % 1000)
+        });
+    }
+    assert!(matches!(
+        f.ingest(node, 1, &records).await,
+        IngestOutcome::Stored { .. }
+    ));
+    let range = json!({ "start": base, "end": base + 180 });
+    let query = |granularity: &str| {
+        json!({
+            "metrics": ["request_count", "error_rate", "latency_p99", "bytes_out"],
+            "time_range": range,
+            "granularity": granularity,
+        })
+    };
+    let ten = f.metrics(query("ten_seconds")).await;
+    let minutes = f.metrics(query("minute")).await;
+    assert_eq!(minutes.len(), 3);
+    for m in &minutes {
+        let start = m["timestamp"].as_i64().expect("timestamp");
+        let sources: Vec<Value> = ten
+            .iter()
+            .filter(|p| {
+                let t = p["timestamp"].as_i64().expect("timestamp");
+                t >= start && t < start + 60
+            })
+            .cloned()
+            .collect();
+        assert_eq!(sources.len(), 6, "six 10 s buckets per minute");
+        assert_eq!(
+            m["metrics"]["request_count"].as_i64(),
+            Some(total(&sources, "request_count"))
+        );
+        assert_eq!(
+            m["metrics"]["bytes_out"].as_i64(),
+            Some(total(&sources, "bytes_out"))
+        );
+        let mut latencies: Vec<u32> = records
+            .iter()
+            .filter(|r| r.time_ms / 1000 >= start && r.time_ms / 1000 < start + 60)
+            .map(|r| r.latency_total_us)
+            .collect();
+        assert_within_1pct(
+            &m["metrics"]["latency_p99"],
+            exact_quantile(&mut latencies, 0.99),
+            "minute p99",
+        );
+    }
+
+    // Re-running the rollup changes nothing.
+    let retention = Retention::default();
+    rollup::run_once(&f.app.store, &retention, now_unix())
+        .await
+        .expect("rollup");
+    rollup::run_once(&f.app.store, &retention, now_unix())
+        .await
+        .expect("rollup");
+    assert_eq!(f.metrics(query("minute")).await, minutes);
+    let hours = f.metrics(query("hour")).await;
+    let days = f.metrics(query("day")).await;
+    assert_eq!(total(&hours, "request_count"), 900);
+    assert_eq!(total(&days, "request_count"), 900);
+
+    // A late batch into an already rolled-up minute is visible at every granularity.
+    let late: Vec<RequestRecord> = (0..50)
+        .map(|i| record(f.cp, node, base * 1000 + i))
+        .collect();
+    assert!(matches!(
+        f.ingest(node, 2, &late).await,
+        IngestOutcome::Stored { .. }
+    ));
+    let minutes = f.metrics(query("minute")).await;
+    assert_eq!(
+        minutes[0]["metrics"]["request_count"].as_i64(),
+        Some(300 + 50)
+    );
+    assert_eq!(total(&f.metrics(query("hour")).await, "request_count"), 950);
+    assert_eq!(total(&f.metrics(query("day")).await, "request_count"), 950);
+    rollup::run_once(&f.app.store, &retention, now_unix())
+        .await
+        .expect("rollup");
+    assert_eq!(total(&f.metrics(query("day")).await, "request_count"), 950);
+    assert_eq!(f.metrics(query("minute")).await, minutes);
+    f.app.stop().await;
+}
+
+#[tokio::test]
+async fn retention_prunes_each_granularity_on_its_own_schedule() {
+    let f = Fixture::new().await;
+    let node = Uuid::new_v4();
+    let now = now_unix();
+    let records: Vec<RequestRecord> = (0..10)
+        .map(|i| record(f.cp, node, now * 1000 - i))
+        .collect();
+    f.ingest(node, 1, &records).await;
+    let range = json!({ "start": Granularity::Day.floor(now), "end": now + 60 });
+    let count = |granularity: &'static str| {
+        let f = &f;
+        let range = range.clone();
+        async move {
+            total(
+                &f.metrics(json!({
+                    "metrics": ["request_count"],
+                    "time_range": range,
+                    "granularity": granularity,
+                }))
+                .await,
+                "request_count",
+            )
+        }
+    };
+    let retention = Retention::default(); // 10 s: 1 day, minute: 7 days, hour: 90 days
+    rollup::run_once(&f.app.store, &retention, now)
+        .await
+        .expect("rollup");
+    for g in ["ten_seconds", "minute", "hour", "day"] {
+        assert_eq!(count(g).await, 10, "{g} before pruning");
+    }
+    let report = rollup::run_once(&f.app.store, &retention, now + 3 * 86_400)
+        .await
+        .expect("prune 10 s");
+    assert!(report.pruned > 0);
+    assert_eq!(count("ten_seconds").await, 0);
+    assert_eq!(count("minute").await, 10);
+    rollup::run_once(&f.app.store, &retention, now + 9 * 86_400)
+        .await
+        .expect("prune minutes");
+    assert_eq!(count("minute").await, 0);
+    assert_eq!(count("hour").await, 10);
+    assert_eq!(count("day").await, 10);
+    f.app.stop().await;
+}
+
+#[tokio::test]
+async fn organisations_see_only_their_own_control_planes() {
+    let f = Fixture::new().await;
+    let node = Uuid::new_v4();
+    let now = now_unix();
+    f.ingest(node, 1, &[record(f.cp, node, now * 1000)]).await;
+    let other = f.app.token("globex", Role::Admin).await;
+    let range = json!({ "start": now - 60, "end": now + 60 });
+    let mine = f
+        .metrics(json!({ "metrics": ["request_count"], "dimensions": ["control_plane"], "time_range": range }))
+        .await;
+    assert_eq!(mine.len(), 1);
+    assert_eq!(
+        mine[0]["dimensions"]["control_plane"],
+        json!(f.cp.to_string())
+    );
+    let theirs = metrics_as(
+        &f.app,
+        &other,
+        json!({
+            "metrics": ["request_count"],
+            "filters": [{ "dimension": "control_plane", "values": [f.cp.to_string()] }],
+            "time_range": range,
+        }),
+    )
+    .await;
+    assert!(theirs.is_empty(), "{theirs:?}");
+    f.app
+        .post("/v2/analytics/metrics", "not-a-token", json!({}))
+        .await
+        .expect(401);
+    f.app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_queries_are_answered_400_naming_the_field() {
+    let f = Fixture::new().await;
+    let range = json!({ "start": 1_700_000_000, "end": 1_700_000_600 });
+    let cases = [
+        (json!({ "time_range": range }), vec!["metrics"]),
+        (
+            json!({ "metrics": [], "time_range": range }),
+            vec!["metrics"],
+        ),
+        (
+            json!({ "metrics": ["latency_p42"], "time_range": range }),
+            vec!["metrics[0]"],
+        ),
+        (
+            json!({ "metrics": ["request_count", 7], "dimensions": ["color"], "time_range": range }),
+            vec!["metrics[1]", "dimensions[0]"],
+        ),
+        (json!({ "metrics": ["request_count"] }), vec!["time_range"]),
+        (
+            json!({ "metrics": ["request_count"], "time_range": { "start": 10, "end": 5 } }),
+            vec!["time_range.end"],
+        ),
+        (
+            json!({ "metrics": ["request_count"], "time_range": { "start": "yesterday", "end": 5 } }),
+            vec!["time_range.start"],
+        ),
+        (
+            json!({ "metrics": ["request_count"], "time_range": range, "granularity": "week" }),
+            vec!["granularity"],
+        ),
+        (
+            json!({ "metrics": ["request_count"], "granularity": "ten_seconds",
+                    "time_range": { "start": 1_700_000_000, "end": 1_700_000_000 + 30 * 86_400 } }),
+            vec!["time_range"],
+        ),
+        (
+            json!({ "metrics": ["request_count"], "time_range": range,
+                    "filters": [{ "dimension": "colour", "values": ["x"] }] }),
+            vec!["filters[0].dimension"],
+        ),
+        (
+            json!({ "metrics": ["request_count"], "time_range": range,
+                    "filters": [{ "dimension": "service", "type": "like", "values": ["x"] }] }),
+            vec!["filters[0].type"],
+        ),
+        (
+            json!({ "metrics": ["request_count"], "time_range": range,
+                    "filters": [{ "dimension": "status_code", "values": [200, 999] }] }),
+            vec!["filters[0].values[1]"],
+        ),
+        (
+            json!({ "metrics": ["request_count"], "time_range": range,
+                    "filters": [{ "dimension": "route", "values": [] }] }),
+            vec!["filters[0].values"],
+        ),
+        (
+            json!({ "metrics": ["request_count"], "time_range": range, "group_by": ["x"] }),
+            vec!["group_by"],
+        ),
+    ];
+    for (body, fields) in cases {
+        let reply = f
+            .app
+            .post("/v2/analytics/metrics", &f.token, body.clone())
+            .await
+            .expect(400);
+        let named = reply.invalid_fields();
+        for field in &fields {
+            assert!(
+                named.contains(&field.to_string()),
+                "{body}: expected {field} in {named:?}"
+            );
+        }
+    }
+    f.app.stop().await;
+}
