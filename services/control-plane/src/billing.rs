@@ -196,13 +196,16 @@ mod tests {
 
     #[test]
     fn period_bounds_are_utc_month_edges() {
-        let feb = Period::parse("2024-02").unwrap();
+        let feb = Period::parse("2024-02").expect("valid period");
         assert_eq!(feb.start(), 1_706_745_600); // 2024-02-01T00:00:00Z
         assert_eq!(feb.end(), 1_709_251_200); // 2024-03-01T00:00:00Z (leap year)
-        let dec = Period::parse("2023-12").unwrap();
+        let dec = Period::parse("2023-12").expect("valid period");
         assert_eq!(dec.end(), 1_704_067_200); // 2024-01-01T00:00:00Z
-        assert_eq!(Period::parse("1970-01").unwrap().start(), 0);
-        assert_eq!(Period::parse("9999-12").unwrap().end(), 253_402_300_800);
+        assert_eq!(Period::parse("1970-01").expect("valid period").start(), 0);
+        assert_eq!(
+            Period::parse("9999-12").expect("valid period").end(),
+            253_402_300_800
+        );
         assert_eq!(
             feb.day_range(),
             ("2024-02-01".to_string(), "2024-02-31".to_string())

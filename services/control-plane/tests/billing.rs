@@ -293,7 +293,7 @@ async fn deleting_a_control_plane_ends_its_services_but_not_its_history() {
     assert_eq!(apr["gateway_services"], 1);
     assert!(apr["control_planes"]
         .as_array()
-        .unwrap()
+        .expect("control_planes")
         .iter()
         .all(|c| c["control_plane_id"] != cp.as_str()));
 }
@@ -391,11 +391,11 @@ async fn api_calls_sum_the_days_of_the_period() {
     let (cp_x, _) = app.control_plane(&other, "x").await;
     let org = usage(&app, &t, "period=2024-03").await["organization_id"]
         .as_str()
-        .unwrap()
+        .expect("organization_id")
         .to_string();
     let other_org = usage(&app, &other, "period=2024-03").await["organization_id"]
         .as_str()
-        .unwrap()
+        .expect("organization_id")
         .to_string();
     let gone = uuid::Uuid::new_v4().to_string();
     let pool = sqlx::AnyPool::connect(&app.database_url)
@@ -500,8 +500,14 @@ async fn usage_is_scoped_to_the_organization() {
     let org_b = usage(&app, &b, "period=2024-03").await;
     assert_eq!(org_b["gateway_services"], 1);
     assert_eq!(org_b["active_portals"], 1);
-    let org_b_id = org_b["organization_id"].as_str().unwrap().to_string();
-    let org_a_id = org_a["organization_id"].as_str().unwrap().to_string();
+    let org_b_id = org_b["organization_id"]
+        .as_str()
+        .expect("organization_id")
+        .to_string();
+    let org_a_id = org_a["organization_id"]
+        .as_str()
+        .expect("organization_id")
+        .to_string();
 
     // Viewers read their own organisation's usage.
     assert_eq!(usage(&app, &viewer, "period=2024-03").await, org_a);

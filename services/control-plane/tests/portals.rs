@@ -136,7 +136,10 @@ async fn names_are_unique_per_organization() {
         .await
         .expect(409);
     assert_eq!(conflict.invalid_fields(), vec!["name"]);
-    assert!(conflict.body["detail"].as_str().unwrap().contains("docs"));
+    assert!(conflict.body["detail"]
+        .as_str()
+        .expect("detail")
+        .contains("docs"));
     // Another organisation may use the same name.
     app.post("/v2/portals", &b, json!({"name": "docs"}))
         .await
