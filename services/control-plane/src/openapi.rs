@@ -33,7 +33,7 @@ use crate::api::portals::{CreatePortal, Portal, UpdatePortal};
 use crate::api::tokens::{CreateToken, CreatedToken};
 use crate::cluster::nodes::SyncStatus;
 use crate::error::Problem;
-use crate::store::{ControlPlaneUsage, Organization, TokenRecord, Usage};
+use crate::store::{ControlPlaneUsage, Organization, ServiceLifetime, TokenRecord, Usage};
 
 fn schema_ref(name: &str) -> RefOr<Schema> {
     RefOr::Ref(Ref::from_schema_name(name))
@@ -619,6 +619,16 @@ fn portal_and_billing_ops(ops: &mut Vec<Op>) {
                     "Another organization (operator tokens only); default: the caller's.",
                 ))
                 .schema(Some(string_schema())),
+        )
+        .parameter(
+            ParameterBuilder::new()
+                .name("include")
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(
+                    "`peak_services`: also list the services counted at the organization's peak.",
+                ))
+                .schema(Some(string_schema())),
         );
     ops.push(usage.ok("200", "The usage", Some(schema_ref("Usage"))));
 }
@@ -712,6 +722,7 @@ pub fn document() -> OpenApi {
     add_schema::<CreatePortal>(&mut schemas);
     add_schema::<UpdatePortal>(&mut schemas);
     add_schema::<ControlPlaneUsage>(&mut schemas);
+    add_schema::<ServiceLifetime>(&mut schemas);
     add_schema::<Usage>(&mut schemas);
     let mut components = ComponentsBuilder::new().security_scheme(
         "bearer",

@@ -164,6 +164,23 @@ async fn services_count_as_the_peak_of_simultaneous_services() {
     assert_eq!(apr["measured_until"], at("2024-05", 1, 0, 0, 0));
     assert_eq!(apr["complete"], true);
 
+    // Asked for, the services counted at the organisation's peak are listed.
+    let listed = usage(&app, &t, "period=2024-03&include=peak_services").await;
+    let peak_services = listed["peak_services"].as_array().expect("peak_services");
+    assert_eq!(peak_services.len(), 4);
+    let on_b = peak_services
+        .iter()
+        .filter(|s| s["control_plane_id"] == cp_b.as_str())
+        .count();
+    assert_eq!(on_b, 3);
+    assert!(peak_services.iter().all(|s| s["deleted_at"].is_null()));
+    assert!(mar.get("peak_services").is_none());
+    let bad = app
+        .get("/v2/billing/usage?period=2024-03&include=everything", &t)
+        .await
+        .expect(400);
+    assert_eq!(bad.invalid_fields(), vec!["include"]);
+
     // The running month is measured up to now; a month not started yet counts nothing.
     app.store.clock().pin(at("2024-05", 10, 8, 0, 0));
     let may = usage(&app, &t, "period=2024-05").await;

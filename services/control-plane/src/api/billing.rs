@@ -33,7 +33,8 @@ plane ends its services at that second; a declarative import ends the services i
 starts those it adds, while services it keeps (same id) run on.\n\
 - `active_portals` is the peak number of simultaneously published dev portals.\n\
 - `api_calls` is the sum of the API calls data planes reported for the UTC days of the period.\n\
-- Every peak comes with `…_peak_at`, the first second it was reached (absent when zero).";
+- Every peak comes with `…_peak_at`, the first second it was reached (absent when zero); \
+`include=peak_services` also lists the services counted at the organization's peak.";
 
 /// Billing routes.
 pub fn router() -> Router<AppState> {
@@ -67,5 +68,20 @@ pub async fn usage(
             org
         }
     };
-    Ok(Json(state.store.billing_usage(org, period).await?))
+    let list_peak_services = match query.0.get("include").map(String::as_str) {
+        None | Some("") => false,
+        Some("peak_services") => true,
+        Some(other) => {
+            return Err(ApiError::field(
+                "include",
+                format!("the only value is peak_services, got {other:?}"),
+            ))
+        }
+    };
+    Ok(Json(
+        state
+            .store
+            .billing_usage(org, period, list_peak_services)
+            .await?,
+    ))
 }

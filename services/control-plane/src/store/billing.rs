@@ -66,6 +66,19 @@ pub struct ControlPlaneUsage {
     pub api_calls: i64,
 }
 
+/// One service's lifetime, as listed to explain a peak.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ServiceLifetime {
+    /// The control plane it belongs (belonged) to.
+    pub control_plane_id: Uuid,
+    /// The service's id.
+    pub service_id: Uuid,
+    /// First second it existed (Unix seconds).
+    pub created_at: i64,
+    /// First second it no longer existed; absent while it exists.
+    pub deleted_at: Option<i64>,
+}
+
 /// An organisation's usage in one month.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Usage {
@@ -96,6 +109,10 @@ pub struct Usage {
     /// The same per control plane (every current control plane, plus deleted ones that had
     /// services or API calls in the period), by id.
     pub control_planes: Vec<ControlPlaneUsage>,
+    /// With `include=peak_services`: the services that existed at
+    /// `gateway_services_peak_at`, the ones `gateway_services` counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_services: Option<Vec<ServiceLifetime>>,
 }
 
 /// Starts the lifetimes of newly created services.
@@ -204,15 +221,21 @@ impl Store {
         &self.clock
     }
 
-    /// The organisation's usage in `period`, by the rules of [`crate::billing`].
-    pub async fn billing_usage(&self, org: Uuid, period: Period) -> StoreResult<Usage> {
+    /// The organisation's usage in `period`, by the rules of [`crate::billing`]; with
+    /// `list_peak_services`, also the services counted at the organisation's peak.
+    pub async fn billing_usage(
+        &self,
+        org: Uuid,
+        period: Period,
+        list_peak_services: bool,
+    ) -> StoreResult<Usage> {
         let (start, end) = (period.start(), period.end());
         // The running month is measured up to and including the current second.
         let until = end.min(self.clock.now().saturating_add(1)).max(start);
         let org_s = org.to_string();
 
         let rows = sqlx::query(
-            "SELECT control_plane_id, created_at, deleted_at FROM service_lifetimes \
+            "SELECT control_plane_id, service_id, created_at, deleted_at FROM service_lifetimes \
              WHERE organization_id = $1 AND created_at < $2 \
              AND (deleted_at IS NULL OR deleted_at > $3)",
         )
@@ -221,17 +244,36 @@ impl Store {
         .bind(start)
         .fetch_all(self.pool())
         .await?;
-        let mut by_cp: BTreeMap<Uuid, Vec<Lifetime>> = BTreeMap::new();
+        let mut lifetimes = Vec::with_capacity(rows.len());
         for row in &rows {
-            by_cp
-                .entry(parse_uuid(row.try_get("control_plane_id")?)?)
-                .or_default()
-                .push(Lifetime {
-                    start: row.try_get("created_at")?,
-                    end: optional_time(row, "deleted_at")?,
-                });
+            lifetimes.push(ServiceLifetime {
+                control_plane_id: parse_uuid(row.try_get("control_plane_id")?)?,
+                service_id: parse_uuid(row.try_get("service_id")?)?,
+                created_at: row.try_get("created_at")?,
+                deleted_at: optional_time(row, "deleted_at")?,
+            });
         }
-        let services = peak(by_cp.values().flatten().copied(), start, until);
+        let life = |l: &ServiceLifetime| Lifetime {
+            start: l.created_at,
+            end: l.deleted_at,
+        };
+        let mut by_cp: BTreeMap<Uuid, Vec<Lifetime>> = BTreeMap::new();
+        for l in &lifetimes {
+            by_cp.entry(l.control_plane_id).or_default().push(life(l));
+        }
+        let services = peak(lifetimes.iter().map(life), start, until);
+        let peak_services = list_peak_services.then(|| match services.at {
+            Some(at) => {
+                let mut at_peak: Vec<ServiceLifetime> = lifetimes
+                    .iter()
+                    .filter(|l| l.created_at <= at && l.deleted_at.is_none_or(|d| d > at))
+                    .cloned()
+                    .collect();
+                at_peak.sort_by_key(|l| (l.control_plane_id, l.service_id));
+                at_peak
+            }
+            None => Vec::new(),
+        });
 
         let rows = sqlx::query(
             "SELECT published_at, unpublished_at FROM portal_publications \
@@ -318,6 +360,7 @@ impl Store {
             active_portals: portals.count,
             active_portals_peak_at: portals.at,
             control_planes,
+            peak_services,
         })
     }
 }

@@ -16,7 +16,7 @@ mod nodes;
 mod organizations;
 mod portals;
 
-pub use billing::{Clock, ControlPlaneUsage, Usage};
+pub use billing::{Clock, ControlPlaneUsage, ServiceLifetime, Usage};
 pub use analytics::{
     AggregateFilter, AggregateKey, AggregateValues, DirtyBucket, TelemetryBatchWrite,
 };
