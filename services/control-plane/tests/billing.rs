@@ -562,3 +562,59 @@ async fn usage_is_scoped_to_the_organization() {
         .await
         .expect(401);
 }
+
+#[tokio::test]
+async fn refused_writes_leave_the_billing_history_alone() {
+    let app = TestApp::start().await;
+    let t = app.token("org", Role::Admin).await;
+    let tl = Timeline {
+        app: &app,
+        token: t.clone(),
+    };
+    let (_, base) = app.control_plane(&t, "cp").await;
+    let svc = tl
+        .create_service(&base, "orders", at("2024-03", 1, 0, 0, 0))
+        .await;
+    // A duplicate name is refused: no second lifetime starts.
+    app.store.clock().pin(at("2024-03", 2, 0, 0, 0));
+    app.post(
+        &format!("{base}/services"),
+        &t,
+        json!({"name": "orders", "url": "http://x.internal"}),
+    )
+    .await
+    .expect(409);
+    // A delete refused because a route still uses the service does not end its lifetime.
+    app.post(
+        &format!("{base}/routes"),
+        &t,
+        json!({"name": "r", "paths": ["/orders"], "service": {"id": svc}}),
+    )
+    .await
+    .expect(201);
+    app.store.clock().pin(at("2024-03", 3, 0, 0, 0));
+    app.delete(&format!("{base}/services/{svc}"), &t)
+        .await
+        .expect(409);
+    // A portal that does not exist cannot be published.
+    app.patch(
+        &format!("/v2/portals/{}", uuid::Uuid::new_v4()),
+        &t,
+        json!({"published": true}),
+    )
+    .await
+    .expect(404);
+
+    app.store.clock().pin(at("2024-05", 1, 0, 0, 0));
+    let mar = usage(&app, &t, "period=2024-03").await;
+    assert_eq!(mar["gateway_services"], 1);
+    assert_eq!(mar["active_portals"], 0);
+    // Still counted through April: the refused delete did not end it.
+    let apr = usage(&app, &t, "period=2024-04&include=peak_services").await;
+    assert_eq!(apr["gateway_services"], 1);
+    assert_eq!(apr["peak_services"][0]["service_id"], svc.as_str());
+    assert_eq!(
+        apr["peak_services"][0]["created_at"],
+        at("2024-03", 1, 0, 0, 0)
+    );
+}
