@@ -141,10 +141,18 @@ async fn records_hold_ids_and_numbers_for_proxied_404_and_401_answers() {
         .expect("send");
     assert_eq!(proxied.status(), 200);
     let proxied_len = proxied.bytes().await.expect("body").len() as u64;
-    let missing = client().get(format!("{base}/nothing")).send().await.expect("send");
+    let missing = client()
+        .get(format!("{base}/nothing"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(missing.status(), 404);
     let missing_len = missing.bytes().await.expect("body").len() as u64;
-    let denied = client().get(format!("{base}/secured")).send().await.expect("send");
+    let denied = client()
+        .get(format!("{base}/secured"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(denied.status(), 401);
     let denied_len = denied.bytes().await.expect("body").len() as u64;
     let allowed = client()
@@ -167,7 +175,14 @@ async fn records_hold_ids_and_numbers_for_proxied_404_and_401_answers() {
         (200, Some(SERVICE), Some(OPEN_ROUTE), None, 11, proxied_len),
         (404, None, None, None, 0, missing_len),
         (401, Some(SERVICE), Some(SECURED_ROUTE), None, 0, denied_len),
-        (200, Some(SERVICE), Some(SECURED_ROUTE), Some(CONSUMER), 0, allowed_len),
+        (
+            200,
+            Some(SERVICE),
+            Some(SECURED_ROUTE),
+            Some(CONSUMER),
+            0,
+            allowed_len,
+        ),
     ];
     let now = fleetgate_dataplane::telemetry::now_unix_ms();
     // Proxy workers are separate threads, so match records by what tells them apart rather
@@ -175,7 +190,9 @@ async fn records_hold_ids_and_numbers_for_proxied_404_and_401_answers() {
     let find = |status: u16, route: Option<&str>, consumer: Option<&str>| {
         got.iter()
             .find(|r| {
-                r.status == status && r.route_id == route.map(id) && r.consumer_id == consumer.map(id)
+                r.status == status
+                    && r.route_id == route.map(id)
+                    && r.consumer_id == consumer.map(id)
             })
             .unwrap_or_else(|| panic!("no record for {status} {route:?} in {got:?}"))
     };
@@ -186,10 +203,17 @@ async fn records_hold_ids_and_numbers_for_proxied_404_and_401_answers() {
         assert_eq!(record.service_id, service.map(id), "{what}");
         assert_eq!(record.route_id, route.map(id), "{what}");
         assert_eq!(record.consumer_id, consumer.map(id), "{what}");
-        assert_eq!((record.bytes_in, record.bytes_out), (bytes_in, bytes_out), "{what}");
+        assert_eq!(
+            (record.bytes_in, record.bytes_out),
+            (bytes_in, bytes_out),
+            "{what}"
+        );
         assert_eq!(record.control_plane_id, control_plane, "{what}");
         assert_eq!(record.node_id, node_id, "{what}");
-        assert!(now - record.time_ms < 60_000 && record.time_ms <= now, "{what}");
+        assert!(
+            now - record.time_ms < 60_000 && record.time_ms <= now,
+            "{what}"
+        );
         assert!(record.latency_total_us > 0, "{what}");
         assert_eq!(
             record.latency_gateway_us,
@@ -253,7 +277,11 @@ async fn secrets_in_path_query_headers_and_body_never_reach_telemetry() {
     let dp = start_dp(&pki, &cp, &yaml(up), &[]).await;
     let mut session = cp.next_session(WAIT).await;
     let secret = "s3cr3t-7f2a9c";
-    for (path, key) in [("open", "none"), ("secured", "alice-key"), ("secured", secret)] {
+    for (path, key) in [
+        ("open", "none"),
+        ("secured", "alice-key"),
+        ("secured", secret),
+    ] {
         let resp = client()
             .post(format!("{}/{path}/{secret}?token={secret}", dp.base))
             .header("apikey", key)
@@ -359,7 +387,10 @@ async fn unacked_batches_are_resent_after_reconnect_and_acked_ones_are_not() {
     assert_eq!(again, (seq, sent, dropped));
     let frames = cp.telemetry_json.lock().expect("lock").clone();
     assert_eq!(frames.len(), 2);
-    assert_eq!(frames[0], frames[1], "a re-sent batch is byte-for-byte the same");
+    assert_eq!(
+        frames[0], frames[1],
+        "a re-sent batch is byte-for-byte the same"
+    );
     eventually(WAIT, "the re-sent batch acked", || async {
         (status(&dp).await["telemetry"]["unacked_batches"] == 0).then_some(())
     })
@@ -427,5 +458,8 @@ async fn limit_zero_turns_telemetry_off() {
     }
     assert!(cp.telemetry_json.lock().expect("lock").is_empty());
     let t = status(&dp).await["telemetry"].clone();
-    assert_eq!((t["buffer_fill"].as_u64(), t["buffer_limit"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (t["buffer_fill"].as_u64(), t["buffer_limit"].as_u64()),
+        (Some(0), Some(0))
+    );
 }

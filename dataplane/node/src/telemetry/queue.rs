@@ -221,10 +221,16 @@ mod tests {
         let first = q.form_batch(Uuid::nil()).unwrap();
         q.push((3..5).map(record));
         // 5 > 4: one excess record, the 3-record batch stays, the oldest waiting goes.
-        assert_eq!((q.fill(), q.unacked_batches(), q.dropped_total()), (4, 1, 1));
+        assert_eq!(
+            (q.fill(), q.unacked_batches(), q.dropped_total()),
+            (4, 1, 1)
+        );
         q.push((5..8).map(record));
         // Excess 3: the whole batch is among the oldest 3, so it goes.
-        assert_eq!((q.fill(), q.unacked_batches(), q.dropped_total()), (4, 0, 4));
+        assert_eq!(
+            (q.fill(), q.unacked_batches(), q.dropped_total()),
+            (4, 0, 4)
+        );
         assert!(!q.ack(first.seq));
         let next = q.form_batch(Uuid::nil()).unwrap();
         assert!(next.seq > first.seq);
