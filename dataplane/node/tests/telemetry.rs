@@ -463,3 +463,76 @@ async fn limit_zero_turns_telemetry_off() {
         (Some(0), Some(0))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_the_gateway_makes_itself_are_recorded_too() {
+    let pki = Pki::generate();
+    let mut cp = TestCp::start(&pki).await;
+    let up = echo_upstream().await;
+    let gone = support::closed_port().await;
+    let yaml = format!(
+        r#"_format_version: "3.0"
+services:
+  - name: limited
+    url: http://{up}
+    routes:
+      - name: limited
+        paths: [/limited]
+        plugins:
+          - name: rate-limiting
+            config: {{minute: 1}}
+  - name: broken
+    url: http://{gone}
+    retries: 0
+    routes: [{{name: broken, paths: [/broken]}}]
+"#
+    );
+    let dp = start_dp(&pki, &cp, &yaml, &[]).await;
+    let mut session = cp.next_session(WAIT).await;
+    let get = |path: &'static str| {
+        let url = format!("{}{path}", dp.base);
+        async move {
+            let resp = client().get(url).send().await.expect("send");
+            let status = resp.status().as_u16();
+            (status, resp.bytes().await.expect("body").len() as u64)
+        }
+    };
+    assert_eq!(get("/limited").await.0, 200);
+    let limited = get("/limited").await;
+    assert_eq!(limited.0, 429);
+    let broken = get("/broken").await;
+    assert_eq!(broken.0, 502);
+    dp.dp
+        .gateway
+        .license
+        .set(fleetgate_protocol::LicenseClaims {
+            license_id: Uuid::new_v4(),
+            organization_id: Uuid::new_v4(),
+            issued_at: 0,
+            expires_at: 1,
+        });
+    let expired = get("/limited").await;
+    assert_eq!(expired.0, 503);
+
+    let mut got = records(&mut session, 4).await;
+    got.sort_by_key(|r| r.status);
+    let seen: Vec<(u16, u64)> = got.iter().map(|r| (r.status, r.bytes_out)).collect();
+    let ok_len = seen[0].1;
+    assert_eq!(
+        seen,
+        [
+            (200, ok_len),
+            (429, limited.1),
+            (502, broken.1),
+            (503, expired.1)
+        ]
+    );
+    // The 502 waited on the (refusing) upstream; the 429 and 503 never reached one.
+    assert_eq!(got[1].latency_upstream_us, 0);
+    assert!(got[1].route_id.is_some() && got[2].route_id.is_some());
+    assert_eq!(got[3].latency_upstream_us, 0);
+    assert_eq!(
+        got[3].route_id, None,
+        "the license check runs before routing"
+    );
+}

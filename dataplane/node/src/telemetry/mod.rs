@@ -257,3 +257,65 @@ pub fn store_control_plane_id(prefix: &Path, id: Uuid) -> anyhow::Result<()> {
     std::fs::write(&tmp, id.to_string()).with_context(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("rename to {}", path.display()))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_control_plane_id_survives_a_restart_beside_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load_control_plane_id(dir.path()), None);
+        let id = Uuid::new_v4();
+        store_control_plane_id(dir.path(), id).unwrap();
+        assert_eq!(load_control_plane_id(dir.path()), Some(id));
+        std::fs::write(dir.path().join(CONTROL_PLANE_FILE), "garbage").unwrap();
+        assert_eq!(load_control_plane_id(dir.path()), None);
+    }
+
+    #[test]
+    fn records_of_several_threads_reach_one_batch_and_off_records_nothing() {
+        let telemetry = Telemetry::new(TelemetrySettings::default());
+        let record = |status| RequestRecord {
+            time_ms: 1,
+            control_plane_id: Uuid::nil(),
+            service_id: None,
+            route_id: None,
+            consumer_id: None,
+            node_id: Uuid::nil(),
+            status,
+            latency_total_us: 0,
+            latency_upstream_us: 0,
+            latency_gateway_us: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+        };
+        std::thread::scope(|s| {
+            for status in [200, 201] {
+                let telemetry = &telemetry;
+                s.spawn(move || (0..10).for_each(|_| telemetry.record(record(status))));
+            }
+        });
+        assert_eq!(telemetry.status().buffer_fill, 20);
+        let batches = telemetry.form_batches(Uuid::new_v4());
+        assert_eq!((batches.len(), batches[0].records), (1, 20));
+        assert_eq!(telemetry.status().unacked_batches, 1);
+        assert!(telemetry.ack(batches[0].seq));
+        assert_eq!(
+            telemetry.status(),
+            TelemetryStatus {
+                buffer_limit: 100_000,
+                ..Default::default()
+            }
+        );
+
+        let off = Telemetry::new(TelemetrySettings {
+            buffer_limit: 0,
+            ..Default::default()
+        });
+        off.record(record(200));
+        assert_eq!(off.status().buffer_fill, 0);
+        assert!(off.form_batches(Uuid::nil()).is_empty());
+    }
+}
