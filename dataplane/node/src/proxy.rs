@@ -163,13 +163,15 @@ pub async fn handle(
     let config = gateway.current();
     if let Some(expired_at) = gateway.license.expired_at() {
         let response = crate::license::expired_response(expired_at);
-        return tally.finish(&gateway.telemetry, config.control_plane_id, response);
+        let control_plane_id = config.control_plane_id;
+        return tally.finish(gateway, control_plane_id, response);
     }
     let response = proxy(&gateway, &config, &downstream, req, &mut tally).await;
     gateway
         .metrics
         .record(response.status().as_u16(), start.elapsed());
-    tally.finish(&gateway.telemetry, config.control_plane_id, response)
+    let control_plane_id = config.control_plane_id;
+    tally.finish(gateway, control_plane_id, response)
 }
 
 fn request_host(req: &Request<Incoming>) -> String {

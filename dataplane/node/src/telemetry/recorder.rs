@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 use uuid::Uuid;
 
 use super::{now_unix_ms, Telemetry};
+use crate::gateway::Gateway;
 use crate::proxy::{BoxError, ProxyBody};
 
 /// What the proxy learns about one request. Only ids and numbers: nothing here can hold a
@@ -64,10 +65,11 @@ impl Tally {
     }
 
     /// Wraps the response so the request is recorded when its body ends; unchanged when
-    /// telemetry is off.
+    /// telemetry is off. Takes the request's own `Arc<Gateway>` so recording adds no
+    /// reference-count traffic on an `Arc` every worker shares.
     pub fn finish(
         self,
-        telemetry: &Arc<Telemetry>,
+        gateway: Arc<Gateway>,
         control_plane_id: Uuid,
         response: Response<ProxyBody>,
     ) -> Response<ProxyBody> {
@@ -79,7 +81,7 @@ impl Tally {
             RecordingBody {
                 inner,
                 pending: Some(Pending {
-                    telemetry: telemetry.clone(),
+                    gateway,
                     started: self.started,
                     upstream: self.upstream,
                     bytes_in,
@@ -143,9 +145,8 @@ where
     }
 }
 
-#[derive(Debug)]
 struct Pending {
-    telemetry: Arc<Telemetry>,
+    gateway: Arc<Gateway>,
     started: Instant,
     upstream: Duration,
     bytes_in: Arc<AtomicU64>,
@@ -164,7 +165,7 @@ impl Pending {
         record.latency_gateway_us = total.saturating_sub(upstream);
         record.bytes_in = self.bytes_in.load(Relaxed);
         record.bytes_out = self.bytes_out;
-        self.telemetry.record(record);
+        self.gateway.telemetry.record(record);
     }
 }
 
