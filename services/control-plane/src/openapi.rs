@@ -20,6 +20,10 @@ use utoipa::openapi::{
 };
 use utoipa::ToSchema;
 
+use crate::api::analytics::{
+    DimensionName, GranularityName, MetricName, MetricsFilter, MetricsMeta, MetricsRequest,
+    MetricsResponse, MetricsTimeRange,
+};
 use crate::api::control_planes::{ControlPlane, CreateControlPlane, UpdateControlPlane};
 use crate::api::declarative::ImportResult;
 use crate::api::dp_certificates::{
@@ -34,6 +38,7 @@ use crate::api::tokens::{CreateToken, CreatedToken};
 use crate::cluster::nodes::SyncStatus;
 use crate::error::Problem;
 use crate::store::{ControlPlaneUsage, Organization, ServiceLifetime, TokenRecord, Usage};
+use crate::telemetry::query::DataPoint;
 
 fn schema_ref(name: &str) -> RefOr<Schema> {
     RefOr::Ref(Ref::from_schema_name(name))
@@ -432,6 +437,7 @@ fn operations() -> Vec<Op> {
         &mut ops,
     );
     node_ops(&mut ops);
+    analytics_ops(&mut ops);
     identity_ops(&mut ops);
     portal_and_billing_ops(&mut ops);
     ops
@@ -634,6 +640,26 @@ fn portal_and_billing_ops(ops: &mut Vec<Op>) {
 }
 
 /// `/nodes`: the data-plane nodes the cluster listener has seen.
+/// `/v2/analytics/metrics`: telemetry aggregated by time and dimensions.
+fn analytics_ops(ops: &mut Vec<Op>) {
+    ops.push(
+        Op::new(
+            HttpMethod::Post,
+            "/v2/analytics/metrics",
+            "query_metrics",
+            "Request counts, error rates, latency percentiles and bytes of the organisation's \
+             control planes, by time bucket and dimensions",
+            "analytics",
+        )
+        .json_body(schema_ref("MetricsRequest"))
+        .ok(
+            "200",
+            "One point per bucket and combination of dimension values that had requests",
+            Some(schema_ref("MetricsResponse")),
+        ),
+    );
+}
+
 fn node_ops(ops: &mut Vec<Op>) {
     let collection = "/v2/control-planes/{control_plane_id}/nodes";
     let item = "/v2/control-planes/{control_plane_id}/nodes/{node_id}";
@@ -713,6 +739,15 @@ pub fn document() -> OpenApi {
     add_schema::<Sni>(&mut schemas);
     add_schema::<SyncStatus>(&mut schemas);
     add_schema::<Node>(&mut schemas);
+    add_schema::<MetricName>(&mut schemas);
+    add_schema::<DimensionName>(&mut schemas);
+    add_schema::<GranularityName>(&mut schemas);
+    add_schema::<MetricsFilter>(&mut schemas);
+    add_schema::<MetricsTimeRange>(&mut schemas);
+    add_schema::<MetricsRequest>(&mut schemas);
+    add_schema::<DataPoint>(&mut schemas);
+    add_schema::<MetricsMeta>(&mut schemas);
+    add_schema::<MetricsResponse>(&mut schemas);
     add_schema::<CreateDpCertificate>(&mut schemas);
     add_schema::<DpClientCertificate>(&mut schemas);
     add_schema::<GeneratedDpCertificate>(&mut schemas);

@@ -9,7 +9,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use dp_client::{DpCert, DpConn};
-use fleetgate_control_plane::store::{now_unix, Role};
+use fleetgate_control_plane::store::{now_unix, NodeHello, NodeRowCache, Role};
 use fleetgate_control_plane::telemetry::ingest::{
     ingest_batch, BatchOrigin, IncomingBatch, IngestOutcome,
 };
@@ -85,9 +85,18 @@ impl Fixture {
             records,
             dropped: 0,
         };
-        ingest_batch(&self.app.store, &self.origin(node), batch, now, horizon)
-            .await
-            .expect("ingest")
+        // A fresh cache per call: the store is read back every time, as after a reconnect.
+        let mut cache = NodeRowCache::default();
+        ingest_batch(
+            &self.app.store,
+            &mut cache,
+            &self.origin(node),
+            batch,
+            now,
+            horizon,
+        )
+        .await
+        .expect("ingest")
     }
 
     async fn metrics(&self, body: Value) -> Vec<Value> {
@@ -652,5 +661,90 @@ async fn bad_queries_are_answered_400_naming_the_field() {
             );
         }
     }
+    f.app.stop().await;
+}
+
+#[tokio::test]
+async fn session_caches_stay_exact_when_two_writers_share_a_node() {
+    let f = Fixture::new().await;
+    let node = Uuid::new_v4();
+    // A node row, as after hello: it carries the write counter the caches check.
+    f.app
+        .store
+        .upsert_node(NodeHello {
+            id: node,
+            control_plane_id: f.cp,
+            hostname: "dp",
+            version: VERSION,
+            config_hash: "",
+            cert_expiry: None,
+            incompatible: None,
+            connected: true,
+        })
+        .await
+        .expect("node row");
+    let now = now_unix();
+    let horizon = Retention::default().horizon(Granularity::TenSeconds, now);
+    let second = Granularity::TenSeconds.floor(now - 120);
+    let (mut a, mut b) = (NodeRowCache::default(), NodeRowCache::default());
+    let mut expected: Vec<u32> = Vec::new();
+    // Batches alternate between two caches (an old and a new session of the node, or two
+    // replicas) in runs, so each cache is sometimes current and sometimes stale.
+    for (seq, use_a) in [
+        (1, true),
+        (2, true),
+        (3, false),
+        (4, true),
+        (5, true),
+        (6, false),
+        (7, false),
+    ] {
+        let records: Vec<RequestRecord> = (0..100u32)
+            .map(|i| RequestRecord {
+                latency_total_us: seq as u32 * 1_000 + i,
+                ..record(f.cp, node, second * 1000 + i64::from(i) * 50)
+            })
+            .collect();
+        expected.extend(records.iter().map(|r| r.latency_total_us));
+        let cache = if use_a { &mut a } else { &mut b };
+        let batch = IncomingBatch {
+            node_id: node,
+            seq,
+            records: &records,
+            dropped: 1,
+        };
+        let outcome = ingest_batch(&f.app.store, cache, &f.origin(node), batch, now, horizon)
+            .await
+            .expect("ingest");
+        assert!(matches!(outcome, IngestOutcome::Stored { .. }));
+    }
+    let data = f
+        .metrics(json!({
+            "metrics": ["request_count", "latency_p50", "latency_p99"],
+            "time_range": { "start": second, "end": second + 10 },
+            "granularity": "ten_seconds",
+        }))
+        .await;
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0]["metrics"]["request_count"].as_i64(), Some(700));
+    assert_within_1pct(
+        &data[0]["metrics"]["latency_p50"],
+        exact_quantile(&mut expected, 0.5),
+        "p50",
+    );
+    assert_within_1pct(
+        &data[0]["metrics"]["latency_p99"],
+        exact_quantile(&mut expected, 0.99),
+        "p99",
+    );
+    let row = f
+        .app
+        .get(
+            &format!("/v2/control-planes/{}/nodes/{node}", f.cp),
+            &f.token,
+        )
+        .await
+        .expect(200);
+    assert_eq!(row.body["telemetry_dropped"], json!(7));
     f.app.stop().await;
 }

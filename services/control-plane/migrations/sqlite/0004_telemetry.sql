@@ -119,3 +119,6 @@ CREATE TABLE billing_api_calls (
 -- `dropped`, counted exactly once through dedup) and the last reported fill.
 ALTER TABLE nodes ADD COLUMN telemetry_dropped BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE nodes ADD COLUMN telemetry_buffer_fill BIGINT;
+-- Bumped by every ingested batch of the node: a session caching the node's recent rows knows
+-- its cache is current when the counter moved by exactly its own writes.
+ALTER TABLE nodes ADD COLUMN telemetry_writes BIGINT NOT NULL DEFAULT 0;

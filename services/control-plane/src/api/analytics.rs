@@ -83,3 +83,93 @@ pub async fn metrics(
         },
     }))
 }
+
+/// A metric name (documentation of the request body).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricName {
+    /// Requests.
+    RequestCount,
+    /// Percentage (0–100) of requests answered with a status >= 400.
+    ErrorRate,
+    /// Median total latency, milliseconds (within 1 % relative error).
+    LatencyP50,
+    /// 95th percentile total latency, milliseconds (within 1 % relative error).
+    LatencyP95,
+    /// 99th percentile total latency, milliseconds (within 1 % relative error).
+    LatencyP99,
+    /// Request bytes.
+    BytesIn,
+    /// Response bytes.
+    BytesOut,
+}
+
+/// A dimension name (documentation of the request body).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DimensionName {
+    /// Control plane id.
+    ControlPlane,
+    /// Service id; `null` when no service matched.
+    Service,
+    /// Route id; `null` when no route matched.
+    Route,
+    /// Consumer id; `null` for anonymous requests.
+    Consumer,
+    /// Data-plane node id.
+    Node,
+    /// HTTP status code.
+    StatusCode,
+}
+
+/// Bucket width.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GranularityName {
+    /// 10 seconds.
+    TenSeconds,
+    /// 1 minute (the default).
+    Minute,
+    /// 1 hour.
+    Hour,
+    /// 1 UTC day.
+    Day,
+}
+
+/// Keeps points whose dimension value is (`in`) or is not (`not_in`) one of `values`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MetricsFilter {
+    /// The dimension filtered on.
+    pub dimension: DimensionName,
+    /// `in` (default) or `not_in`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// UUIDs (`null` matches "none", e.g. anonymous), or status codes for `status_code`.
+    pub values: Vec<serde_json::Value>,
+}
+
+/// Time range, Unix seconds: buckets starting in `[start, end)`; `start` is floored to the
+/// granularity.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MetricsTimeRange {
+    /// Start, Unix seconds.
+    pub start: i64,
+    /// End (exclusive, after `start`), Unix seconds.
+    pub end: i64,
+}
+
+/// A metrics query. A range may span at most 10,080 buckets of its granularity. Each invalid
+/// field is named in the 400 answer's `invalid_parameters`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MetricsRequest {
+    /// What to measure (at least one).
+    pub metrics: Vec<MetricName>,
+    /// What to group by (none: one point per bucket).
+    pub dimensions: Option<Vec<DimensionName>>,
+    /// Filters, all of which must hold.
+    pub filters: Option<Vec<MetricsFilter>>,
+    /// The time range.
+    pub time_range: MetricsTimeRange,
+    /// Bucket width (default `minute`).
+    pub granularity: Option<GranularityName>,
+}

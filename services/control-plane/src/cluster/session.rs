@@ -18,7 +18,7 @@ use tokio_tungstenite::WebSocketStream;
 use uuid::Uuid;
 
 use super::hub::{ClusterHub, PushFrame, SessionCommand};
-use crate::store::NodeHello;
+use crate::store::{NodeHello, NodeRowCache};
 use crate::telemetry::ingest::{ingest_batch, BatchOrigin, IncomingBatch, IngestOutcome};
 
 /// Most errors of one `rejected` message kept, and the longest one: enough to diagnose, and a
@@ -130,6 +130,8 @@ struct NodeView {
     hash: String,
     /// Hash the node last rejected: never sent to it again.
     rejected: Option<String>,
+    /// The node's recent analytics rows, so ingest does not read them back every batch.
+    analytics_rows: NodeRowCache,
 }
 
 impl NodeView {
@@ -249,6 +251,7 @@ where
         version: dp_version,
         hash: config_hash,
         rejected: row.rejected_hash,
+        analytics_rows: NodeRowCache::default(),
     };
     let (_registration, mut commands) = hub.register(
         id.organization_id,
@@ -493,7 +496,13 @@ where
             records,
             dropped,
         } => {
-            ingest_telemetry(sink, ctx, batch_node, seq, &records, dropped).await?;
+            let batch = IncomingBatch {
+                node_id: batch_node,
+                seq,
+                records: &records,
+                dropped,
+            };
+            ingest_telemetry(sink, ctx, &mut view.analytics_rows, batch).await?;
         }
     }
     Ok(())
@@ -505,10 +514,8 @@ where
 async fn ingest_telemetry<S>(
     sink: &mut Sink<S>,
     ctx: &SessionContext,
-    batch_node: Uuid,
-    seq: u64,
-    records: &[fleetgate_protocol::RequestRecord],
-    dropped: u64,
+    cache: &mut NodeRowCache,
+    batch: IncomingBatch<'_>,
 ) -> anyhow::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -523,13 +530,8 @@ where
         .hub
         .analytics_retention()
         .horizon(crate::telemetry::Granularity::TenSeconds, now);
-    let batch = IncomingBatch {
-        node_id: batch_node,
-        seq,
-        records,
-        dropped,
-    };
-    match ingest_batch(ctx.hub.store(), &origin, batch, now, horizon).await {
+    let (seq, dropped) = (batch.seq, batch.dropped);
+    match ingest_batch(ctx.hub.store(), cache, &origin, batch, now, horizon).await {
         Ok(IngestOutcome::Stored { records }) => {
             tracing::debug!(node_id = %origin.node_id, seq, records, dropped, "telemetry batch stored");
         }

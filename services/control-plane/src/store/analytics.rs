@@ -13,8 +13,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use super::entities::multi_row_insert;
-use super::{Store, StoreResult};
+use super::{Backend, Store, StoreResult};
 use crate::telemetry::sketch::LatencySketch;
 use crate::telemetry::Granularity;
 
@@ -146,11 +145,12 @@ fn read_aggregate(row: &AnyRow) -> StoreResult<(AggregateKey, AggregateValues)> 
 /// them already).
 async fn upsert_aggregates(
     conn: &mut AnyConnection,
+    backend: Backend,
     table: &str,
     rows: &[(&AggregateKey, &AggregateValues)],
 ) -> StoreResult<()> {
     for chunk in rows.chunks(UPSERT_CHUNK) {
-        let mut sql = multi_row_insert(
+        let mut sql = Params::starting_at(backend, 1).values(
             &format!("INSERT INTO {table} ({AGGREGATE_COLUMNS})"),
             chunk.len(),
             AGGREGATE_WIDTH,
@@ -181,17 +181,71 @@ async fn upsert_aggregates(
     Ok(())
 }
 
-/// `$first, $first+1, …` for `n` placeholders.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// Bind placeholders for statements with many parameters, numbered in text order.
+///
+/// PostgreSQL needs `$n`. SQLite gets anonymous `?`: it resolves every `$n` by a linear scan of
+/// the statement's parameter names, both when parsing and when sqlx binds each argument, which
+/// made a 5,000-parameter upsert quadratic (most of the ingest time). Every statement built here
+/// binds its arguments in the order their placeholders appear, so `?` is equivalent.
+#[derive(Debug)]
+struct Params {
+    backend: Backend,
+    next: usize,
+}
+
+impl Params {
+    /// Placeholders starting at `$first` (after that many-minus-one fixed ones).
+    fn starting_at(backend: Backend, first: usize) -> Self {
+        Self {
+            backend,
+            next: first,
+        }
+    }
+
+    fn push(&mut self, sql: &mut String) {
+        match self.backend {
+            Backend::Sqlite => sql.push('?'),
+            Backend::Postgres => {
+                sql.push('$');
+                sql.push_str(&self.next.to_string());
+            }
+        }
+        self.next += 1;
+    }
+
+    /// `p, p, …` for `n` placeholders.
+    fn list(&mut self, n: usize) -> String {
+        let mut sql = String::with_capacity(n * 4);
+        for i in 0..n {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            self.push(&mut sql);
+        }
+        sql
+    }
+
+    /// `head VALUES (p, …), (p, …), …` for `rows` rows of `columns` values.
+    fn values(&mut self, head: &str, rows: usize, columns: usize) -> String {
+        let mut sql = String::with_capacity(head.len() + rows * columns * 6);
+        sql.push_str(head);
+        sql.push_str(" VALUES ");
+        for row in 0..rows {
+            if row > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            sql.push_str(&self.list(columns));
+            sql.push(')');
+        }
+        sql
+    }
 }
 
 /// Marks `buckets` of `granularity` as needing a rebuild (or bumps their generation).
 async fn mark_dirty(
     conn: &mut AnyConnection,
+    backend: Backend,
     granularity: Granularity,
     control_plane_id: &str,
     buckets: &[i64],
@@ -199,7 +253,7 @@ async fn mark_dirty(
     if buckets.is_empty() {
         return Ok(());
     }
-    let mut sql = multi_row_insert(
+    let mut sql = Params::starting_at(backend, 1).values(
         "INSERT INTO analytics_dirty (granularity, control_plane_id, bucket_start, generation)",
         buckets.len(),
         4,
@@ -220,6 +274,55 @@ async fn mark_dirty(
     Ok(())
 }
 
+/// How far behind the newest bucket a [`NodeRowCache`] keeps rows: nodes flush every second,
+/// so only the current and the previous bucket normally change.
+const CACHE_WINDOW_SECS: i64 = 60;
+
+/// One node's recent 10 s rows as committed by this session, so ingest can merge a batch
+/// without reading them back.
+///
+/// Valid only while nobody else writes the node's rows: every ingest bumps the node row's
+/// `telemetry_writes` (under the node-row lock), and the cache is used only if the counter is
+/// exactly one past the value of its own last commit; otherwise it is dropped and the rows
+/// are read from the database.
+#[derive(Debug, Default)]
+pub struct NodeRowCache {
+    writes: Option<i64>,
+    /// Buckets whose rows of this node are all in `rows` (a bucket absent from `rows` but
+    /// listed here has no rows yet).
+    buckets: std::collections::HashSet<i64>,
+    rows: HashMap<AggregateKey, AggregateValues>,
+    /// Buckets and rows read during the current transaction, kept if it commits.
+    pending: Option<(Vec<i64>, HashMap<AggregateKey, AggregateValues>)>,
+}
+
+impl NodeRowCache {
+    fn invalidate(&mut self) {
+        self.writes = None;
+        self.buckets.clear();
+        self.rows.clear();
+        self.pending = None;
+    }
+
+    fn committed(&mut self, writes: Option<i64>, merged: HashMap<AggregateKey, AggregateValues>) {
+        let Some(writes) = writes else {
+            self.invalidate();
+            return;
+        };
+        self.writes = Some(writes);
+        if let Some((buckets, loaded)) = self.pending.take() {
+            self.buckets.extend(buckets);
+            self.rows.extend(loaded);
+        }
+        self.rows.extend(merged);
+        if let Some(newest) = self.buckets.iter().max().copied() {
+            let oldest = newest - CACHE_WINDOW_SECS;
+            self.buckets.retain(|b| *b >= oldest);
+            self.rows.retain(|k, _| k.bucket_start >= oldest);
+        }
+    }
+}
+
 impl Store {
     /// Commits one telemetry batch: returns `false` (and changes nothing) when `(node_id, seq)`
     /// was ingested before.
@@ -228,7 +331,28 @@ impl Store {
     /// write lock before it reads anything; then the node row is updated, which on PostgreSQL
     /// locks it until commit and so serialises batches of one node (even across control-plane
     /// replicas) — the read-merge-write of that node's aggregate rows cannot interleave.
-    pub async fn ingest_telemetry(&self, batch: &TelemetryBatchWrite) -> StoreResult<bool> {
+    ///
+    /// `cache` (one per data-plane session) holds the node's recent 10 s rows as last
+    /// committed, so the steady state reads nothing back; it is used only when the node's
+    /// write counter shows no one else wrote since (see [`NodeRowCache`]).
+    pub async fn ingest_telemetry(
+        &self,
+        batch: &TelemetryBatchWrite,
+        cache: &mut NodeRowCache,
+    ) -> StoreResult<bool> {
+        let result = self.ingest_telemetry_inner(batch, cache).await;
+        if result.is_err() {
+            // The transaction rolled back: what the cache saw may not be what is stored.
+            cache.invalidate();
+        }
+        result
+    }
+
+    async fn ingest_telemetry_inner(
+        &self,
+        batch: &TelemetryBatchWrite,
+        cache: &mut NodeRowCache,
+    ) -> StoreResult<bool> {
         let cp = batch.control_plane_id.to_string();
         let node = batch.node_id.to_string();
         let mut tx = self.pool().begin().await?;
@@ -250,59 +374,83 @@ impl Store {
             tx.commit().await?;
             return Ok(false);
         }
-        sqlx::query(
-            "UPDATE nodes SET telemetry_dropped = telemetry_dropped + $1 \
-             WHERE control_plane_id = $2 AND id = $3",
+        let writes: Option<i64> = sqlx::query_scalar(
+            "UPDATE nodes SET telemetry_dropped = telemetry_dropped + $1, \
+             telemetry_writes = telemetry_writes + 1 \
+             WHERE control_plane_id = $2 AND id = $3 RETURNING telemetry_writes",
         )
         .bind(i64::try_from(batch.dropped).unwrap_or(i64::MAX))
         .bind(cp.as_str())
         .bind(node.as_str())
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        match writes {
+            Some(w) if cache.writes == Some(w - 1) => {}
+            // Someone else wrote this node's rows (another session or replica), or there is
+            // no node row to count writes: start over from the database.
+            _ => cache.invalidate(),
+        }
 
+        let mut merged: HashMap<AggregateKey, AggregateValues> =
+            HashMap::with_capacity(batch.groups.len());
         if !batch.groups.is_empty() {
             let mut buckets: Vec<i64> = batch.groups.keys().map(|k| k.bucket_start).collect();
             buckets.sort_unstable();
             buckets.dedup();
-            // The rows this node already has in these buckets: a handful of buckets per batch,
-            // a few hundred rows, one query.
-            let sql = format!(
-                "SELECT {AGGREGATE_COLUMNS} FROM analytics_10s WHERE control_plane_id = $1 \
-                 AND node_id = $2 AND bucket_start IN ({})",
-                placeholders(3, buckets.len())
-            );
-            let mut query = sqlx::query(&sql).bind(cp.as_str()).bind(node.as_str());
-            for b in &buckets {
-                query = query.bind(*b);
-            }
-            let existing = query.fetch_all(&mut *tx).await?;
-            let mut merged: HashMap<AggregateKey, AggregateValues> =
-                HashMap::with_capacity(existing.len());
-            for row in &existing {
-                let (key, values) = read_aggregate(row)?;
-                if let Some(new) = batch.groups.get(&key) {
-                    let mut values = values;
-                    values.merge(new);
-                    merged.insert(key, values);
+            let unknown: Vec<i64> = buckets
+                .iter()
+                .copied()
+                .filter(|b| !cache.buckets.contains(b))
+                .collect();
+            let mut loaded: HashMap<AggregateKey, AggregateValues> = HashMap::new();
+            if !unknown.is_empty() {
+                // The rows this node already has in these buckets: a few hundred, one query.
+                let mut params = Params::starting_at(self.backend(), 1);
+                let (p1, p2) = (params.list(1), params.list(1));
+                let sql = format!(
+                    "SELECT {AGGREGATE_COLUMNS} FROM analytics_10s WHERE control_plane_id = {p1} \
+                     AND node_id = {p2} AND bucket_start IN ({})",
+                    params.list(unknown.len())
+                );
+                let mut query = sqlx::query(&sql).bind(cp.as_str()).bind(node.as_str());
+                for b in &unknown {
+                    query = query.bind(*b);
+                }
+                for row in query.fetch_all(&mut *tx).await? {
+                    let (key, values) = read_aggregate(&row)?;
+                    loaded.insert(key, values);
                 }
             }
-            let rows: Vec<(&AggregateKey, &AggregateValues)> = batch
-                .groups
-                .iter()
-                .map(|(k, v)| (k, merged.get(k).unwrap_or(v)))
-                .collect();
-            upsert_aggregates(&mut tx, Granularity::TenSeconds.table(), &rows).await?;
+            for (key, new) in &batch.groups {
+                let mut values = cache
+                    .rows
+                    .get(key)
+                    .or_else(|| loaded.get(key))
+                    .cloned()
+                    .unwrap_or_default();
+                values.merge(new);
+                merged.insert(key.clone(), values);
+            }
+            let rows: Vec<(&AggregateKey, &AggregateValues)> = merged.iter().collect();
+            upsert_aggregates(
+                &mut tx,
+                self.backend(),
+                Granularity::TenSeconds.table(),
+                &rows,
+            )
+            .await?;
             let mut minutes: Vec<i64> = buckets
                 .iter()
                 .map(|b| Granularity::Minute.floor(*b))
                 .collect();
             minutes.dedup();
-            mark_dirty(&mut tx, Granularity::Minute, &cp, &minutes).await?;
+            mark_dirty(&mut tx, self.backend(), Granularity::Minute, &cp, &minutes).await?;
+            cache.pending = Some((buckets, loaded));
         }
 
         if !batch.api_calls_by_day.is_empty() {
             let org = batch.organization_id.to_string();
-            let mut sql = multi_row_insert(
+            let mut sql = Params::starting_at(self.backend(), 1).values(
                 "INSERT INTO billing_api_calls (organization_id, control_plane_id, day, count)",
                 batch.api_calls_by_day.len(),
                 4,
@@ -322,6 +470,7 @@ impl Store {
             query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        cache.committed(writes, merged);
         Ok(true)
     }
 
@@ -396,7 +545,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let rows: Vec<_> = groups.iter().collect();
-        upsert_aggregates(&mut tx, target.table(), &rows).await?;
+        upsert_aggregates(&mut tx, self.backend(), target.table(), &rows).await?;
         sqlx::query(
             "DELETE FROM analytics_dirty WHERE granularity = $1 AND control_plane_id = $2 \
              AND bucket_start = $3 AND generation = $4",
@@ -408,7 +557,14 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if let Some(next) = target.target() {
-            mark_dirty(&mut tx, next, cp, &[next.floor(bucket.bucket_start)]).await?;
+            mark_dirty(
+                &mut tx,
+                self.backend(),
+                next,
+                cp,
+                &[next.floor(bucket.bucket_start)],
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(rows.len())
@@ -449,28 +605,27 @@ impl Store {
         end: i64,
         filter: &AggregateFilter,
     ) -> StoreResult<Vec<(AggregateKey, AggregateValues)>> {
+        let mut params = Params::starting_at(self.backend(), 1);
+        let (p1, p2, p3) = (params.list(1), params.list(1), params.list(1));
         let mut sql = format!(
             "SELECT {AGGREGATE_COLUMNS} FROM {} WHERE control_plane_id IN \
-             (SELECT id FROM control_planes WHERE organization_id = $1) \
-             AND bucket_start >= $2 AND bucket_start < $3",
+             (SELECT id FROM control_planes WHERE organization_id = {p1}) \
+             AND bucket_start >= {p2} AND bucket_start < {p3}",
             granularity.table()
         );
-        let mut next = 4;
         for (column, values, negate) in &filter.text_filters {
             let not = if *negate { "NOT " } else { "" };
             sql.push_str(&format!(
                 " AND {column} {not}IN ({})",
-                placeholders(next, values.len())
+                params.list(values.len())
             ));
-            next += values.len();
         }
         for (values, negate) in &filter.status_filters {
             let not = if *negate { "NOT " } else { "" };
             sql.push_str(&format!(
                 " AND status {not}IN ({})",
-                placeholders(next, values.len())
+                params.list(values.len())
             ));
-            next += values.len();
         }
         let mut query = sqlx::query(&sql)
             .bind(org.to_string())

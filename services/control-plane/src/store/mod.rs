@@ -18,7 +18,8 @@ mod portals;
 
 pub use billing::{Clock, ControlPlaneUsage, ServiceLifetime, Usage};
 pub use analytics::{
-    AggregateFilter, AggregateKey, AggregateValues, DirtyBucket, TelemetryBatchWrite,
+    AggregateFilter, AggregateKey, AggregateValues, DirtyBucket, NodeRowCache,
+    TelemetryBatchWrite,
 };
 pub use control_planes::{ControlPlaneRecord, ControlPlaneUpdate, NewControlPlane};
 pub use dp_certificates::{

@@ -10,7 +10,9 @@ use fleetgate_protocol::RequestRecord;
 use uuid::Uuid;
 
 use super::{Granularity, DAY_SECS};
-use crate::store::{AggregateKey, AggregateValues, Store, StoreResult, TelemetryBatchWrite};
+use crate::store::{
+    AggregateKey, AggregateValues, NodeRowCache, Store, StoreResult, TelemetryBatchWrite,
+};
 
 /// Who sent a batch, as decided by the session (not by the batch's own fields).
 #[derive(Debug, Clone, Copy)]
@@ -187,9 +189,10 @@ pub struct IncomingBatch<'a> {
 }
 
 /// Ingests one batch at `now` (Unix seconds): refuses it, or aggregates and commits it (a
-/// duplicate changes nothing).
+/// duplicate changes nothing). `cache` is the session's (one per connected node).
 pub async fn ingest_batch(
     store: &Store,
+    cache: &mut NodeRowCache,
     origin: &BatchOrigin,
     batch: IncomingBatch<'_>,
     now: i64,
@@ -206,7 +209,7 @@ pub async fn ingest_batch(
         now,
         horizon_10s,
     );
-    if store.ingest_telemetry(&write).await? {
+    if store.ingest_telemetry(&write, cache).await? {
         Ok(IngestOutcome::Stored {
             records: batch.records.len(),
         })
