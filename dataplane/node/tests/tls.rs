@@ -88,7 +88,9 @@ async fn a_key_that_does_not_belong_to_its_certificate_is_refused_and_the_old_co
         indent(CERT_A),
         indent(KEY_B)
     );
-    let err = dp.rewrite(&mismatched).expect_err("a mismatched key pair must be refused");
+    let err = dp
+        .rewrite(&mismatched)
+        .expect_err("a mismatched key pair must be refused");
     assert!(
         err.to_string()
             .contains("the private key does not match the certificate"),
