@@ -157,7 +157,7 @@ async fn every_proxied_request_is_billed_exactly_once_through_crashes_and_partit
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let keyed_turn = (n + i as u64) % 3 == 0;
+                let keyed_turn = (n + i as u64).is_multiple_of(3);
                 let req = if keyed_turn {
                     client
                         .get(format!("http://{proxy}/keyed/{n}"))
