@@ -27,6 +27,10 @@ const AGGREGATE_KEY: &str =
 /// Rows per multi-row upsert: 12 binds each stays far below both engines' parameter limits.
 const UPSERT_CHUNK: usize = 1_000;
 
+/// Aggregate rows by key. foldhash: keys are ids the control plane's own config bounds, so
+/// SipHash's flooding resistance buys nothing on this hot path.
+pub type AggregateMap = HashMap<AggregateKey, AggregateValues, foldhash::fast::RandomState>;
+
 /// The dimensions of an aggregate row: ids as text, `""` for none.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AggregateKey {
@@ -90,7 +94,7 @@ pub struct TelemetryBatchWrite {
     /// When the batch arrived, Unix seconds.
     pub received_at: i64,
     /// 10 s aggregates of the batch (all of this control plane and node).
-    pub groups: HashMap<AggregateKey, AggregateValues>,
+    pub groups: AggregateMap,
     /// API calls per UTC day (`YYYY-MM-DD`).
     pub api_calls_by_day: Vec<(String, i64)>,
 }
@@ -291,9 +295,9 @@ pub struct NodeRowCache {
     /// Buckets whose rows of this node are all in `rows` (a bucket absent from `rows` but
     /// listed here has no rows yet).
     buckets: std::collections::HashSet<i64>,
-    rows: HashMap<AggregateKey, AggregateValues>,
+    rows: AggregateMap,
     /// Buckets and rows read during the current transaction, kept if it commits.
-    pending: Option<(Vec<i64>, HashMap<AggregateKey, AggregateValues>)>,
+    pending: Option<(Vec<i64>, AggregateMap)>,
 }
 
 impl NodeRowCache {
@@ -304,7 +308,7 @@ impl NodeRowCache {
         self.pending = None;
     }
 
-    fn committed(&mut self, writes: Option<i64>, merged: HashMap<AggregateKey, AggregateValues>) {
+    fn committed(&mut self, writes: Option<i64>, merged: AggregateMap) {
         let Some(writes) = writes else {
             self.invalidate();
             return;
@@ -337,7 +341,7 @@ impl Store {
     /// write counter shows no one else wrote since (see [`NodeRowCache`]).
     pub async fn ingest_telemetry(
         &self,
-        batch: &TelemetryBatchWrite,
+        batch: TelemetryBatchWrite,
         cache: &mut NodeRowCache,
     ) -> StoreResult<bool> {
         let result = self.ingest_telemetry_inner(batch, cache).await;
@@ -350,11 +354,13 @@ impl Store {
 
     async fn ingest_telemetry_inner(
         &self,
-        batch: &TelemetryBatchWrite,
+        mut batch: TelemetryBatchWrite,
         cache: &mut NodeRowCache,
     ) -> StoreResult<bool> {
         let cp = batch.control_plane_id.to_string();
         let node = batch.node_id.to_string();
+        let api_calls_by_day = std::mem::take(&mut batch.api_calls_by_day);
+        let org = batch.organization_id.to_string();
         let mut tx = self.pool().begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO telemetry_batches (node_id, seq, control_plane_id, received_at, records, \
@@ -391,8 +397,8 @@ impl Store {
             _ => cache.invalidate(),
         }
 
-        let mut merged: HashMap<AggregateKey, AggregateValues> =
-            HashMap::with_capacity(batch.groups.len());
+        let mut merged =
+            AggregateMap::with_capacity_and_hasher(batch.groups.len(), Default::default());
         if !batch.groups.is_empty() {
             let mut buckets: Vec<i64> = batch.groups.keys().map(|k| k.bucket_start).collect();
             buckets.sort_unstable();
@@ -402,7 +408,7 @@ impl Store {
                 .copied()
                 .filter(|b| !cache.buckets.contains(b))
                 .collect();
-            let mut loaded: HashMap<AggregateKey, AggregateValues> = HashMap::new();
+            let mut loaded = AggregateMap::default();
             if !unknown.is_empty() {
                 // The rows this node already has in these buckets: a few hundred, one query.
                 let mut params = Params::starting_at(self.backend(), 1);
@@ -421,15 +427,17 @@ impl Store {
                     loaded.insert(key, values);
                 }
             }
-            for (key, new) in &batch.groups {
-                let mut values = cache
-                    .rows
-                    .get(key)
-                    .or_else(|| loaded.get(key))
-                    .cloned()
-                    .unwrap_or_default();
-                values.merge(new);
-                merged.insert(key.clone(), values);
+            for (key, new) in batch.groups {
+                // Taken out of the cache: `committed` puts the merged rows back, and a failed
+                // transaction drops the whole cache anyway.
+                let values = match cache.rows.remove(&key).or_else(|| loaded.remove(&key)) {
+                    Some(mut old) => {
+                        old.merge(&new);
+                        old
+                    }
+                    None => new,
+                };
+                merged.insert(key, values);
             }
             let rows: Vec<(&AggregateKey, &AggregateValues)> = merged.iter().collect();
             upsert_aggregates(
@@ -448,11 +456,10 @@ impl Store {
             cache.pending = Some((buckets, loaded));
         }
 
-        if !batch.api_calls_by_day.is_empty() {
-            let org = batch.organization_id.to_string();
+        if !api_calls_by_day.is_empty() {
             let mut sql = Params::starting_at(self.backend(), 1).values(
                 "INSERT INTO billing_api_calls (organization_id, control_plane_id, day, count)",
-                batch.api_calls_by_day.len(),
+                api_calls_by_day.len(),
                 4,
             );
             sql.push_str(
@@ -460,7 +467,7 @@ impl Store {
                  DO UPDATE SET count = billing_api_calls.count + excluded.count",
             );
             let mut query = sqlx::query(&sql);
-            for (day, count) in &batch.api_calls_by_day {
+            for (day, count) in &api_calls_by_day {
                 query = query
                     .bind(org.as_str())
                     .bind(cp.as_str())
@@ -530,7 +537,7 @@ impl Store {
         .bind(end)
         .fetch_all(&mut *tx)
         .await?;
-        let mut groups: HashMap<AggregateKey, AggregateValues> = HashMap::new();
+        let mut groups = AggregateMap::default();
         for row in &rows {
             let (mut key, values) = read_aggregate(row)?;
             key.bucket_start = bucket.bucket_start;

@@ -18,7 +18,7 @@ mod portals;
 
 pub use billing::{Clock, ControlPlaneUsage, ServiceLifetime, Usage};
 pub use analytics::{
-    AggregateFilter, AggregateKey, AggregateValues, DirtyBucket, NodeRowCache,
+    AggregateFilter, AggregateKey, AggregateMap, AggregateValues, DirtyBucket, NodeRowCache,
     TelemetryBatchWrite,
 };
 pub use control_planes::{ControlPlaneRecord, ControlPlaneUpdate, NewControlPlane};
