@@ -1,7 +1,7 @@
 //! The REST API: one module per resource, merged here into one router.
 
-pub mod billing;
 pub mod analytics;
+pub mod billing;
 pub mod control_planes;
 pub mod declarative;
 pub mod dp_certificates;

@@ -6,8 +6,8 @@
 //! serialises writers of one control plane, on SQLite the write lock does, so the
 //! check-then-insert steps of referential integrity below cannot race.
 
-mod billing;
 mod analytics;
+mod billing;
 mod control_planes;
 mod dp_certificates;
 mod entities;
@@ -16,11 +16,11 @@ mod nodes;
 mod organizations;
 mod portals;
 
-pub use billing::{Clock, ControlPlaneUsage, ServiceLifetime, Usage};
 pub use analytics::{
     AggregateFilter, AggregateKey, AggregateMap, AggregateValues, DirtyBucket, NodeRowCache,
     TelemetryBatchWrite,
 };
+pub use billing::{Clock, ControlPlaneUsage, ServiceLifetime, Usage};
 pub use control_planes::{ControlPlaneRecord, ControlPlaneUpdate, NewControlPlane};
 pub use dp_certificates::{
     CertificateOwner, ControlPlaneCa, DpCertificateRecord, NewDpCertificate,
