@@ -68,7 +68,17 @@ pub struct TelemetryStatus {
     pub unacked_batches: usize,
 }
 
-type Shard = Mutex<Vec<RequestRecord>>;
+/// One thread's records, plus the buffer the flusher swaps in next time. Reusing the
+/// drained buffer means a busy worker never regrows (and page-faults) its buffer after a
+/// flush, and memory is never freed on another thread than the one that allocated it.
+#[derive(Debug, Default)]
+struct Shard {
+    records: Mutex<Vec<RequestRecord>>,
+    spare: Mutex<Vec<RequestRecord>>,
+}
+
+/// A spare buffer larger than this is shrunk, so one burst does not pin its memory forever.
+const SPARE_MAX: usize = 8 * SHARD_HANDOFF;
 
 /// Tells [`Telemetry`] instances apart in the per-thread shard table.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -150,7 +160,7 @@ impl Telemetry {
                     &table[table.len() - 1].1
                 }
             };
-            let mut records = lock(shard);
+            let mut records = lock(&shard.records);
             records.push(record);
             records.len() == SHARD_HANDOFF
         });
@@ -165,7 +175,13 @@ impl Telemetry {
         let shards: Vec<Arc<Shard>> = lock(&self.shards).clone();
         let mut collected = Vec::new();
         for shard in shards {
-            collected.append(&mut lock(&shard));
+            let mut spare = lock(&shard.spare);
+            spare.clear();
+            spare.reserve(SHARD_HANDOFF);
+            // Only a pointer swap happens under the worker's lock, never a copy.
+            std::mem::swap(&mut *lock(&shard.records), &mut *spare);
+            collected.append(&mut spare);
+            spare.shrink_to(SPARE_MAX);
         }
         // Each shard is in order; merging by start time keeps "drop the oldest" true across
         // threads (stable, so same-millisecond records keep their shard order).
@@ -230,7 +246,10 @@ impl Telemetry {
 
     /// Buffer fill, limit, drops and unacked batches.
     pub fn status(&self) -> TelemetryStatus {
-        let in_shards: usize = lock(&self.shards).iter().map(|s| lock(s).len()).sum();
+        let in_shards: usize = lock(&self.shards)
+            .iter()
+            .map(|s| lock(&s.records).len())
+            .sum();
         let queue = lock(&self.queue);
         TelemetryStatus {
             buffer_fill: in_shards + queue.fill(),

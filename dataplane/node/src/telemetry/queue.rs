@@ -76,9 +76,10 @@ impl Queue {
     /// unacked batches go only when every record in them is among the excess (a batch must
     /// not change once formed); the rest comes off the front of the waiting records. So
     /// exactly the excess is dropped, never more.
-    pub fn push(&mut self, records: impl IntoIterator<Item = RequestRecord>) {
-        self.waiting.extend(records);
-        let mut excess = self.fill().saturating_sub(self.limit);
+    pub fn push(&mut self, mut records: Vec<RequestRecord>) {
+        // Work out the excess first, so a flood far beyond the limit costs a skip instead of
+        // queueing records only to drop them.
+        let mut excess = (self.fill() + records.len()).saturating_sub(self.limit);
         while let Some(oldest) = self.unacked.front() {
             if oldest.records == 0 || oldest.records > excess {
                 break;
@@ -94,10 +95,10 @@ impl Queue {
             self.dropped_pending += batch.dropped;
         }
         let from_waiting = excess.min(self.waiting.len());
-        if from_waiting > 0 {
-            self.waiting.drain(..from_waiting);
-            self.count_drops(from_waiting as u64);
-        }
+        self.waiting.drain(..from_waiting);
+        let from_new = (excess - from_waiting).min(records.len());
+        self.waiting.extend(records.drain(from_new..));
+        self.count_drops((from_waiting + from_new) as u64);
     }
 
     fn count_drops(&mut self, n: u64) {
@@ -199,7 +200,7 @@ mod tests {
     #[test]
     fn keeps_the_newest_records_and_counts_the_rest() {
         let mut q = Queue::new(3, 1);
-        q.push((0..5).map(record));
+        q.push((0..5).map(record).collect());
         assert_eq!(q.fill(), 3);
         assert_eq!(q.dropped_total(), 2);
         let node = Uuid::new_v4();
@@ -217,15 +218,15 @@ mod tests {
     #[test]
     fn unacked_batches_count_and_go_whole_only_when_all_excess() {
         let mut q = Queue::new(4, 1);
-        q.push((0..3).map(record));
+        q.push((0..3).map(record).collect());
         let first = q.form_batch(Uuid::nil()).unwrap();
-        q.push((3..5).map(record));
+        q.push((3..5).map(record).collect());
         // 5 > 4: one excess record, the 3-record batch stays, the oldest waiting goes.
         assert_eq!(
             (q.fill(), q.unacked_batches(), q.dropped_total()),
             (4, 1, 1)
         );
-        q.push((5..8).map(record));
+        q.push((5..8).map(record).collect());
         // Excess 3: the whole batch is among the oldest 3, so it goes.
         assert_eq!(
             (q.fill(), q.unacked_batches(), q.dropped_total()),
@@ -240,7 +241,7 @@ mod tests {
     #[test]
     fn ack_frees_the_batch_and_seq_is_unique_across_boots() {
         let mut q = Queue::new(10, 5);
-        q.push((0..2).map(record));
+        q.push((0..2).map(record).collect());
         let b = q.form_batch(Uuid::nil()).unwrap();
         assert_eq!(q.fill(), 2);
         assert!(q.ack(b.seq));
