@@ -159,6 +159,16 @@ async fn batches_over_the_session_are_acked_and_counted_once() {
     let f = Fixture::new().await;
     let node = Uuid::new_v4();
     let mut dp = f.connect(node).await;
+    // The config names its control plane, which the node stamps on its records.
+    loop {
+        if let CpMessage::Reconfigure {
+            control_plane_id, ..
+        } = dp.recv().await
+        {
+            assert_eq!(control_plane_id, Some(f.cp));
+            break;
+        }
+    }
     let now_ms = now_unix() * 1000;
     let service = Uuid::new_v4();
     let records: Vec<RequestRecord> = (0..120)
