@@ -53,9 +53,15 @@ pub async fn metrics(
     if query.granularity != Granularity::TenSeconds {
         // Buckets changed since the last background pass are rebuilt now, so the coarser
         // tables include everything ingested so far.
-        rollup::roll_up(&state.store, query.granularity, now_unix())
-            .await
-            .map_err(|e| ApiError::Internal(e.context("roll up recent analytics")))?;
+        rollup::roll_up_within(
+            &state.store,
+            query.granularity,
+            query.start,
+            query.end,
+            now_unix(),
+        )
+        .await
+        .map_err(|e| ApiError::Internal(e.context("roll up recent analytics")))?;
     }
     let rows = state
         .store

@@ -481,17 +481,23 @@ impl Store {
         Ok(true)
     }
 
-    /// Up to `limit` buckets of `target` waiting for a rebuild, oldest first.
+    /// Up to `limit` buckets of `target` starting in `[from, until)` waiting for a rebuild,
+    /// oldest first.
     pub async fn dirty_buckets(
         &self,
         target: Granularity,
+        from: i64,
+        until: i64,
         limit: i64,
     ) -> StoreResult<Vec<DirtyBucket>> {
         let rows = sqlx::query(
             "SELECT control_plane_id, bucket_start, generation FROM analytics_dirty \
-             WHERE granularity = $1 ORDER BY bucket_start, control_plane_id LIMIT $2",
+             WHERE granularity = $1 AND bucket_start >= $2 AND bucket_start < $3 \
+             ORDER BY bucket_start, control_plane_id LIMIT $4",
         )
         .bind(dirty_name(target))
+        .bind(from)
+        .bind(until)
         .bind(limit)
         .fetch_all(self.pool())
         .await?;

@@ -28,6 +28,32 @@ pub struct RollupReport {
 
 /// Rebuilds every dirty bucket up to and including `up_to` (minute, then hour, then day).
 pub async fn roll_up(store: &Store, up_to: Granularity, now: i64) -> anyhow::Result<usize> {
+    roll_up_within(store, up_to, i64::MIN, i64::MAX, now).await
+}
+
+/// Like [`roll_up`], limited to the dirty buckets inside the `up_to` buckets overlapping
+/// `[start, end)`: what a query over that range reads. Buckets elsewhere wait for the
+/// background pass, so a query about last week does not pay for rebuilding today.
+pub async fn roll_up_within(
+    store: &Store,
+    up_to: Granularity,
+    start: i64,
+    end: i64,
+    now: i64,
+) -> anyhow::Result<usize> {
+    // A finer bucket belongs to the range when its enclosing `up_to` bucket overlaps it.
+    let from = if start == i64::MIN {
+        start
+    } else {
+        up_to.floor(start)
+    };
+    let until = if end == i64::MAX {
+        end
+    } else {
+        up_to
+            .floor(end.saturating_sub(1))
+            .saturating_add(up_to.seconds())
+    };
     let mut rebuilt = 0;
     for target in [Granularity::Minute, Granularity::Hour, Granularity::Day] {
         if target > up_to {
@@ -35,7 +61,7 @@ pub async fn roll_up(store: &Store, up_to: Granularity, now: i64) -> anyhow::Res
         }
         loop {
             let dirty = store
-                .dirty_buckets(target, DIRTY_PAGE)
+                .dirty_buckets(target, from, until, DIRTY_PAGE)
                 .await
                 .with_context(|| format!("list dirty {} buckets", target.name()))?;
             if dirty.is_empty() {
