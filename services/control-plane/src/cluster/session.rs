@@ -25,6 +25,10 @@ use crate::telemetry::ingest::{ingest_batch, BatchOrigin, IncomingBatch, IngestO
 /// broken node cannot fill the database.
 const MAX_REJECT_ERRORS: usize = 50;
 const MAX_REJECT_ERROR_LEN: usize = 1000;
+/// Largest decompressed binary frame a node may send: a full telemetry batch (5,000 records)
+/// is about 2.5 MB of JSON, so this leaves ample room while keeping a gzip bomb from costing
+/// the protocol's 256 MB default per frame.
+const MAX_TELEMETRY_DECOMPRESSED_BYTES: usize = 32 * 1024 * 1024;
 
 /// Who the connected node is, as decided from its client certificate.
 #[derive(Debug, Clone, Copy)]
@@ -324,7 +328,11 @@ where
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                     // Telemetry batches travel gzip-compressed as binary frames.
                     Message::Binary(bytes) => {
-                        match fleetgate_protocol::decode_binary_message::<DpMessage>(&bytes) {
+                        let limits = fleetgate_protocol::FrameLimits {
+                            max_decompressed_bytes: MAX_TELEMETRY_DECOMPRESSED_BYTES,
+                            ..fleetgate_protocol::FrameLimits::default()
+                        };
+                        match fleetgate_protocol::decode_binary_message_with_limits::<DpMessage>(&bytes, limits) {
                             Ok(message) => handle_decoded(&mut sink, ctx, &mut view, message).await?,
                             Err(err) => {
                                 send_text(&mut sink, &CpMessage::Error {

@@ -183,3 +183,42 @@ impl Default for AnalyticsSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn horizons_are_whole_utc_days_and_retention_must_not_shrink() {
+        let retention = Retention::default();
+        assert!(retention.validate().is_ok());
+        let now = 1_700_000_000; // 2023-11-14T22:13:20Z
+        assert_eq!(
+            retention.horizon(Granularity::TenSeconds, now),
+            1_699_833_600 // 2023-11-13T00:00:00Z
+        );
+        assert_eq!(
+            retention.horizon(Granularity::TenSeconds, now) % DAY_SECS,
+            0
+        );
+        let shrinking = Retention {
+            minute: Duration::from_secs(3_600),
+            ..Retention::default()
+        };
+        let err = shrinking.validate().expect_err("minute shorter than 10 s");
+        assert!(err.contains("--analytics-retention-minute"), "{err}");
+    }
+
+    #[test]
+    fn granularities_floor_and_chain() {
+        assert_eq!(Granularity::TenSeconds.floor(-1), -10);
+        assert_eq!(Granularity::Hour.floor(7_199), 3_600);
+        assert_eq!(
+            Granularity::parse("ten_seconds"),
+            Some(Granularity::TenSeconds)
+        );
+        assert_eq!(Granularity::parse("week"), None);
+        assert_eq!(Granularity::Minute.source(), Some(Granularity::TenSeconds));
+        assert_eq!(Granularity::Hour.target(), Some(Granularity::Day));
+    }
+}
