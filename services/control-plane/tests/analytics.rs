@@ -184,11 +184,16 @@ async fn batches_over_the_session_are_acked_and_counted_once() {
     // Re-sent (as after a reconnect): acked again, counted once.
     dp.telemetry(1 << 20, records.clone(), 3).await;
     assert_eq!(dp.expect_ack(1 << 20).await, Vec::<String>::new());
-    // Text frames are accepted too.
+    // Text frames are accepted too; records of a node that did not know its control plane
+    // yet (nil id) count for the session's.
+    let mut unknown_cp = records[..20].to_vec();
+    for r in &mut unknown_cp[..5] {
+        r.control_plane_id = Uuid::nil();
+    }
     dp.send(&DpMessage::Telemetry {
         node_id: node,
         seq: (1 << 20) + 1,
-        records: records[..20].to_vec(),
+        records: unknown_cp,
         dropped: 2,
     })
     .await;

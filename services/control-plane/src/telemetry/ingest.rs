@@ -51,9 +51,12 @@ pub fn refusal(origin: &BatchOrigin, node_id: Uuid, records: &[RequestRecord]) -
             origin.node_id
         ));
     }
+    // The nil id means "not known yet" (a node that proxied from a local config before its
+    // first config from this control plane): the certificate already proves which control
+    // plane the node belongs to, so those records count for it.
     if let Some(r) = records
         .iter()
-        .find(|r| r.control_plane_id != origin.control_plane_id)
+        .find(|r| r.control_plane_id != origin.control_plane_id && !r.control_plane_id.is_nil())
     {
         return Some(format!(
             "telemetry batch holds records of control plane {} but this node belongs to {}; \
