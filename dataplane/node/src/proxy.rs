@@ -159,19 +159,16 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
-    let mut tally = Tally::start(&gateway.telemetry, start);
     let config = gateway.current();
+    let mut tally = Tally::start(&gateway, start, config.control_plane_id);
     if let Some(expired_at) = gateway.license.expired_at() {
-        let response = crate::license::expired_response(expired_at);
-        let control_plane_id = config.control_plane_id;
-        return tally.finish(gateway, control_plane_id, response);
+        return tally.finish(crate::license::expired_response(expired_at));
     }
     let response = proxy(&gateway, &config, &downstream, req, &mut tally).await;
     gateway
         .metrics
         .record(response.status().as_u16(), start.elapsed());
-    let control_plane_id = config.control_plane_id;
-    tally.finish(gateway, control_plane_id, response)
+    tally.finish(response)
 }
 
 fn request_host(req: &Request<Incoming>) -> String {
@@ -326,9 +323,9 @@ async fn proxy(
         if let Some(h) = host_header {
             upstream_req.headers_mut().insert(header::HOST, h);
         }
-        let sent_at = Instant::now();
+        tally.upstream_sent();
         let sent = tokio::time::timeout(service.read_timeout, client.request(upstream_req)).await;
-        tally.add_upstream(sent_at.elapsed());
+        tally.upstream_done();
         match sent {
             Ok(Ok(mut response)) => {
                 target.report(Outcome::Status(response.status().as_u16()));

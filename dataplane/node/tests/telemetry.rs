@@ -536,3 +536,39 @@ services:
         "the license check runs before routing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_before_the_answer_is_recorded_as_499() {
+    let pki = Pki::generate();
+    let mut cp = TestCp::start(&pki).await;
+    let up = echo_upstream().await;
+    let dp = start_dp(&pki, &cp, &yaml(up), &[]).await;
+    let mut session = cp.next_session(WAIT).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .expect("client");
+    let gave_up = impatient
+        .get(format!("{}/open/delay/3000", dp.base))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the upstream answers after 3 s");
+    let got = records(&mut session, 1).await;
+    let record = &got[0];
+    assert_eq!(
+        record.status,
+        fleetgate_dataplane::telemetry::CLIENT_CLOSED_REQUEST
+    );
+    assert_eq!(record.route_id, Some(id(OPEN_ROUTE)));
+    assert_eq!(record.bytes_out, 0);
+    // It was waiting on the upstream the whole time it waited at all.
+    assert!(record.latency_upstream_us >= 150_000, "{record:?}");
+    assert!(
+        record.latency_upstream_us <= record.latency_total_us,
+        "{record:?}"
+    );
+    assert!(
+        record.latency_total_us < 3_000_000,
+        "recorded when the client left, not when the upstream answered: {record:?}"
+    );
+}

@@ -15,16 +15,22 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use uuid::Uuid;
 
-use super::{now_unix_ms, Telemetry};
+use super::now_unix_ms;
 use crate::gateway::Gateway;
 use crate::proxy::{BoxError, ProxyBody};
 
+/// Status recorded for a request whose client went away before it was answered (nginx's
+/// and Kong's "client closed request").
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
+
 /// What the proxy learns about one request. Only ids and numbers: nothing here can hold a
-/// path, header, body, query string or client address.
+/// path, header, body, query string or client address. Dropped without [`Self::finish`]
+/// (the client hung up while the proxy waited), it still records the request, as a 499.
 #[derive(Debug)]
 pub struct Tally {
     started: Instant,
     time_ms: i64,
+    control_plane_id: Uuid,
     /// Matched service.
     pub service_id: Option<Uuid>,
     /// Matched route.
@@ -32,28 +38,44 @@ pub struct Tally {
     /// Authenticated consumer.
     pub consumer_id: Option<Uuid>,
     upstream: Duration,
-    /// `None` when telemetry is off: then nothing is counted or recorded.
+    /// When the request in flight to an upstream was sent.
+    upstream_since: Option<Instant>,
+    /// Both `None` when telemetry is off (nothing is counted or recorded) or once the
+    /// request was handed to its response body.
     bytes_in: Option<Arc<AtomicU64>>,
+    gateway: Option<Arc<Gateway>>,
 }
 
 impl Tally {
-    /// Starts a tally for a request that arrived at `started`.
-    pub fn start(telemetry: &Telemetry, started: Instant) -> Self {
-        let enabled = telemetry.enabled();
+    /// Starts a tally for a request that arrived at `started`, running a config of
+    /// `control_plane_id`.
+    pub fn start(gateway: &Arc<Gateway>, started: Instant, control_plane_id: Uuid) -> Self {
+        let enabled = gateway.telemetry.enabled();
         Self {
             started,
             time_ms: if enabled { now_unix_ms() } else { 0 },
+            control_plane_id,
             service_id: None,
             route_id: None,
             consumer_id: None,
             upstream: Duration::ZERO,
+            upstream_since: None,
             bytes_in: enabled.then(|| Arc::new(AtomicU64::new(0))),
+            gateway: enabled.then(|| gateway.clone()),
         }
     }
 
-    /// Adds time spent waiting for an upstream's response headers (summed over retries).
-    pub fn add_upstream(&mut self, waited: Duration) {
-        self.upstream += waited;
+    /// A request was sent to an upstream: its wait for response headers starts.
+    pub fn upstream_sent(&mut self) {
+        self.upstream_since = Some(Instant::now());
+    }
+
+    /// The upstream answered (or failed): the wait is added to the upstream latency, which
+    /// sums all attempts.
+    pub fn upstream_done(&mut self) {
+        if let Some(since) = self.upstream_since.take() {
+            self.upstream += since.elapsed();
+        }
     }
 
     /// Wraps the request body so the bytes read from the client are counted.
@@ -65,46 +87,59 @@ impl Tally {
     }
 
     /// Wraps the response so the request is recorded when its body ends; unchanged when
-    /// telemetry is off. Takes the request's own `Arc<Gateway>` so recording adds no
-    /// reference-count traffic on an `Arc` every worker shares.
-    pub fn finish(
-        self,
-        gateway: Arc<Gateway>,
-        control_plane_id: Uuid,
-        response: Response<ProxyBody>,
-    ) -> Response<ProxyBody> {
-        let Some(bytes_in) = self.bytes_in else {
+    /// telemetry is off.
+    pub fn finish(mut self, response: Response<ProxyBody>) -> Response<ProxyBody> {
+        let Some(pending) = self.pending(response.status().as_u16()) else {
             return response;
         };
-        let status = response.status().as_u16();
         response.map(|inner| {
             RecordingBody {
                 inner,
-                pending: Some(Pending {
-                    gateway,
-                    started: self.started,
-                    upstream: self.upstream,
-                    bytes_in,
-                    bytes_out: 0,
-                    record: RequestRecord {
-                        time_ms: self.time_ms,
-                        control_plane_id,
-                        service_id: self.service_id,
-                        route_id: self.route_id,
-                        consumer_id: self.consumer_id,
-                        // Stamped when the batch is formed (one node per buffer).
-                        node_id: Uuid::nil(),
-                        status,
-                        latency_total_us: 0,
-                        latency_upstream_us: 0,
-                        latency_gateway_us: 0,
-                        bytes_in: 0,
-                        bytes_out: 0,
-                    },
-                }),
+                pending: Some(pending),
             }
             .boxed()
         })
+    }
+
+    /// The record-to-be, taken out of the tally (so it is recorded once).
+    fn pending(&mut self, status: u16) -> Option<Pending> {
+        let (Some(gateway), Some(bytes_in)) = (self.gateway.take(), self.bytes_in.take()) else {
+            return None;
+        };
+        // A client that left mid-wait: the wait so far counts.
+        self.upstream_done();
+        Some(Pending {
+            gateway,
+            started: self.started,
+            upstream: self.upstream,
+            bytes_in,
+            bytes_out: 0,
+            record: RequestRecord {
+                time_ms: self.time_ms,
+                control_plane_id: self.control_plane_id,
+                service_id: self.service_id,
+                route_id: self.route_id,
+                consumer_id: self.consumer_id,
+                // Stamped when the batch is formed (one node per buffer).
+                node_id: Uuid::nil(),
+                status,
+                latency_total_us: 0,
+                latency_upstream_us: 0,
+                latency_gateway_us: 0,
+                bytes_in: 0,
+                bytes_out: 0,
+            },
+        })
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        // Only reached with a pending record when the request future was dropped before it
+        // produced a response: the client closed the connection.
+        if let Some(pending) = self.pending(CLIENT_CLOSED_REQUEST) {
+            pending.record();
+        }
     }
 }
 
