@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fleetgate_control_plane::store::{now_unix, NewControlPlane, NodeHello, NodeRowCache, Store};
 use fleetgate_control_plane::telemetry::ingest::{
-    aggregate, ingest_batch, BatchOrigin, IncomingBatch, IngestOutcome,
+    aggregate, decode_binary_frame, ingest_batch, BatchOrigin, IncomingBatch, IngestOutcome,
 };
 use fleetgate_control_plane::telemetry::{Granularity, Retention};
 use fleetgate_protocol::{DpMessage, RequestRecord};
@@ -253,10 +253,8 @@ fn ingest(c: &mut Criterion) {
             rt.block_on(async {
                 let start = Instant::now();
                 for i in 0..iters {
-                    let message: DpMessage = fleetgate_protocol::decode_binary_message(
-                        &frames[i as usize % frames.len()],
-                    )
-                    .expect("decode");
+                    let message = decode_binary_frame(&frames[i as usize % frames.len()], 32 << 20)
+                        .expect("decode");
                     let DpMessage::Telemetry {
                         node_id, records, ..
                     } = message

@@ -19,7 +19,9 @@ use uuid::Uuid;
 
 use super::hub::{ClusterHub, PushFrame, SessionCommand};
 use crate::store::{NodeHello, NodeRowCache};
-use crate::telemetry::ingest::{ingest_batch, BatchOrigin, IncomingBatch, IngestOutcome};
+use crate::telemetry::ingest::{
+    decode_binary_frame, ingest_batch, BatchOrigin, IncomingBatch, IngestOutcome,
+};
 
 /// Most errors of one `rejected` message kept, and the longest one: enough to diagnose, and a
 /// broken node cannot fill the database.
@@ -328,11 +330,7 @@ where
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                     // Telemetry batches travel gzip-compressed as binary frames.
                     Message::Binary(bytes) => {
-                        let limits = fleetgate_protocol::FrameLimits {
-                            max_decompressed_bytes: MAX_TELEMETRY_DECOMPRESSED_BYTES,
-                            ..fleetgate_protocol::FrameLimits::default()
-                        };
-                        match fleetgate_protocol::decode_binary_message_with_limits::<DpMessage>(&bytes, limits) {
+                        match decode_binary_frame(&bytes, MAX_TELEMETRY_DECOMPRESSED_BYTES) {
                             Ok(message) => handle_decoded(&mut sink, ctx, &mut view, message).await?,
                             Err(err) => {
                                 send_text(&mut sink, &CpMessage::Error {
