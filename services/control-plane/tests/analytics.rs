@@ -549,6 +549,8 @@ async fn retention_prunes_each_granularity_on_its_own_schedule() {
     rollup::run_once(&f.app.store, &retention, now)
         .await
         .expect("rollup");
+    // Within the 10 s retention the batch id is remembered: a re-send is a duplicate.
+    assert_eq!(f.ingest(node, 1, &records).await, IngestOutcome::Duplicate);
     for g in ["ten_seconds", "minute", "hour", "day"] {
         assert_eq!(count(g).await, 10, "{g} before pruning");
     }
@@ -762,4 +764,40 @@ async fn session_caches_stay_exact_when_two_writers_share_a_node() {
         .expect(200);
     assert_eq!(row.body["telemetry_dropped"], json!(7));
     f.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_coarser_retention_shorter_than_a_finer_one_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store =
+        fleetgate_control_plane::Store::connect(&support::fresh_database_url(dir.path()).await)
+            .await
+            .expect("store");
+    let settings = fleetgate_control_plane::ApiSettings {
+        analytics: fleetgate_control_plane::telemetry::AnalyticsSettings {
+            retention: Retention {
+                minute: std::time::Duration::from_secs(3_600),
+                ..Retention::default()
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let err = fleetgate_control_plane::server::start_with(
+        store.clone(),
+        "127.0.0.1:0".parse().expect("address"),
+        settings,
+        fleetgate_control_plane::cluster::listener::ClusterSettings {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect_err("refused");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("--analytics-retention-minute"),
+        "{message}"
+    );
+    store.close().await;
 }
