@@ -183,6 +183,22 @@ impl DataPlaneProcess {
         }
     }
 
+    /// Waits until the on-disk cache holds config `hash` (written just after the node reports
+    /// `applied`), by the hash in the cache's header line.
+    pub async fn wait_for_cache(&self, hash: &str, timeout: Duration) {
+        let path = self.prefix.join("config.cache");
+        eventually(timeout, &format!("config {hash} in the cache"), || {
+            let path = path.clone();
+            async move {
+                let bytes = std::fs::read(&path).ok()?;
+                let header = bytes.split(|&b| b == b'\n').next()?;
+                let header: Value = serde_json::from_slice(header).ok()?;
+                (header["config_hash"] == hash).then_some(())
+            }
+        })
+        .await;
+    }
+
     /// Waits until `/status` reports `config_hash == hash`.
     pub async fn wait_for_hash(&self, hash: &str, timeout: Duration) {
         eventually(

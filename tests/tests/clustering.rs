@@ -184,6 +184,7 @@ async fn a_restarted_data_plane_serves_its_cache_then_declarative_then_nothing_w
         .await;
     let expected = cp.expected_hash(&cp_id).await;
     dp.wait_for_hash(&expected, WAIT).await;
+    dp.wait_for_cache(&expected, WAIT).await;
     // The CP's config replaced the local one.
     assert_eq!(dp.get("/local/x").await.0, 404);
 
@@ -248,8 +249,9 @@ async fn a_corrupt_cache_is_moved_aside_and_the_next_source_is_used() {
     .await;
     cp.create_service_and_route(&cp_id, "c", upstream.addr, "/c")
         .await;
-    dp.wait_for_hash(&cp.expected_hash(&cp_id).await, WAIT)
-        .await;
+    let expected = cp.expected_hash(&cp_id).await;
+    dp.wait_for_hash(&expected, WAIT).await;
+    dp.wait_for_cache(&expected, WAIT).await;
     cp.kill();
     let cache = dp.prefix().join("config.cache");
     let pristine = std::fs::read(&cache).expect("read the cache");

@@ -174,6 +174,11 @@ pub async fn start_with(
         state.settings.analytics,
         stop.subscribe(),
     );
+    let heartbeat_task = state
+        .cluster
+        .heartbeats()
+        .clone()
+        .spawn(state.store.clone(), stop.subscribe());
     let app = crate::api::app(state.clone());
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -188,7 +193,7 @@ pub async fn start_with(
         state,
         stop,
         task,
-        background: vec![cluster_task, purge_task, rollup_task],
+        background: vec![cluster_task, purge_task, rollup_task, heartbeat_task],
     })
 }
 

@@ -239,16 +239,24 @@ async fn batches_over_the_session_are_acked_and_counted_once() {
             break;
         }
     }
-    let row = f
-        .app
-        .get(
-            &format!("/v2/control-planes/{}/nodes/{node}", f.cp),
-            &f.token,
-        )
-        .await
-        .expect(200);
+    // Heartbeats are written in batches a moment after they arrive.
+    let row = support::eventually(
+        std::time::Duration::from_secs(10),
+        "the ping's buffer fill",
+        || async {
+            let row = f
+                .app
+                .get(
+                    &format!("/v2/control-planes/{}/nodes/{node}", f.cp),
+                    &f.token,
+                )
+                .await
+                .expect(200);
+            (row.body["telemetry_buffer_fill"] == json!(42)).then_some(row)
+        },
+    )
+    .await;
     assert_eq!(row.body["telemetry_dropped"], json!(5));
-    assert_eq!(row.body["telemetry_buffer_fill"], json!(42));
 
     // Records of another control plane: acked with an error, nothing stored.
     let foreign = vec![record(Uuid::new_v4(), node, now_ms)];

@@ -88,6 +88,8 @@ pub struct ClusterHub {
     license: RwLock<Option<Arc<dyn LicenseSource>>>,
     /// Analytics retention: sessions skip records older than the 10 s horizon.
     analytics_retention: RwLock<Retention>,
+    /// Node heartbeats waiting to be written in one batch.
+    heartbeats: Arc<super::heartbeats::HeartbeatWriter>,
 }
 
 impl std::fmt::Debug for ClusterHub {
@@ -135,7 +137,13 @@ impl ClusterHub {
             stripped: Mutex::new(HashMap::new()),
             license: RwLock::new(None),
             analytics_retention: RwLock::new(Retention::default()),
+            heartbeats: Arc::default(),
         }
+    }
+
+    /// Where sessions leave node heartbeats (written in batches by its task).
+    pub fn heartbeats(&self) -> &Arc<super::heartbeats::HeartbeatWriter> {
+        &self.heartbeats
     }
 
     /// The control plane's own version.

@@ -18,7 +18,7 @@ use tokio_tungstenite::WebSocketStream;
 use uuid::Uuid;
 
 use super::hub::{ClusterHub, PushFrame, SessionCommand};
-use crate::store::{NodeHello, NodeRowCache};
+use crate::store::{NodeHeartbeat, NodeHello, NodeRowCache};
 use crate::telemetry::ingest::{
     decode_binary_frame, ingest_batch, BatchOrigin, IncomingBatch, IngestOutcome,
 };
@@ -107,16 +107,18 @@ where
     let cp = ctx.identity.control_plane_id;
     match serve(ws, &ctx).await {
         Ok(Ended::Served) => {
-            if let Err(err) = ctx.hub.store().set_node_disconnected(cp, node_id).await {
-                tracing::warn!(node_id = %node_id, error = %err, "could not mark the node disconnected");
-            }
+            ctx.hub
+                .heartbeats()
+                .node_gone(ctx.hub.store(), cp, node_id)
+                .await;
         }
         Ok(Ended::Refused) => {}
         Err(err) => {
             tracing::info!(node_id = %node_id, control_plane = %cp, error = format!("{err:#}"), "data-plane session ended");
-            if let Err(err) = ctx.hub.store().set_node_disconnected(cp, node_id).await {
-                tracing::warn!(node_id = %node_id, error = %err, "could not mark the node disconnected");
-            }
+            ctx.hub
+                .heartbeats()
+                .node_gone(ctx.hub.store(), cp, node_id)
+                .await;
         }
     }
 }
@@ -438,12 +440,13 @@ where
             config_hash,
             telemetry_buffer_fill,
         } => {
-            if let Err(err) = store
-                .record_node_ping(cp, node_id, &config_hash, telemetry_buffer_fill)
-                .await
-            {
-                tracing::warn!(node_id = %node_id, error = %err, "could not record a ping");
-            }
+            ctx.hub.heartbeats().record(NodeHeartbeat {
+                control_plane_id: cp,
+                node_id,
+                config_hash: config_hash.clone(),
+                telemetry_buffer_fill,
+                at: now_ms() / 1000,
+            });
             view.hash = config_hash;
             send_text(
                 sink,
@@ -454,9 +457,13 @@ where
             .await?;
         }
         DpMessage::Applied { config_hash } => {
-            if let Err(err) = store.record_node_hash(cp, node_id, &config_hash).await {
-                tracing::warn!(node_id = %node_id, error = %err, "could not record an applied config");
-            }
+            ctx.hub.heartbeats().record(NodeHeartbeat {
+                control_plane_id: cp,
+                node_id,
+                config_hash: config_hash.clone(),
+                telemetry_buffer_fill: None,
+                at: now_ms() / 1000,
+            });
             tracing::info!(node_id = %node_id, config_hash = %config_hash, "data plane applied a config");
             view.hash = config_hash;
         }

@@ -27,7 +27,9 @@ pub use dp_certificates::{
 };
 pub use entities::{ensure_id, name_field, EntityRecord, EntityWrite, ReferenceRow};
 pub use licenses::LicenseRecord;
-pub use nodes::{NodeHello, NodeRecord, NODE_STATUS_INCOMPATIBLE, NODE_STATUS_NORMAL};
+pub use nodes::{
+    NodeHeartbeat, NodeHello, NodeRecord, NODE_STATUS_INCOMPATIBLE, NODE_STATUS_NORMAL,
+};
 pub use organizations::{Organization, Role, TokenRecord};
 pub use portals::{NewPortal, PortalRecord, PortalUpdate};
 

@@ -98,6 +98,21 @@ fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<NodeRecord> {
     })
 }
 
+/// A node's heartbeat: it is alive at `at` and runs `config_hash`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeHeartbeat {
+    /// Its control plane.
+    pub control_plane_id: Uuid,
+    /// The node.
+    pub node_id: Uuid,
+    /// The config it runs.
+    pub config_hash: String,
+    /// Records in its telemetry buffer, when it said.
+    pub telemetry_buffer_fill: Option<u64>,
+    /// When, Unix seconds.
+    pub at: i64,
+}
+
 impl Store {
     /// Records a node that just said hello: creates its row or refreshes it, keeping what it
     /// rejected earlier so a reconnect does not bring that config back.
@@ -183,6 +198,31 @@ impl Store {
         .bind(id.to_string())
         .execute(self.pool())
         .await?;
+        Ok(())
+    }
+
+    /// Heartbeats of many nodes in one transaction (see `cluster::heartbeats`, which orders
+    /// them before a session's "disconnected").
+    pub async fn record_node_heartbeats(&self, beats: &[NodeHeartbeat]) -> StoreResult<()> {
+        let mut tx = self.pool().begin().await?;
+        for beat in beats {
+            sqlx::query(
+                "UPDATE nodes SET last_ping = $1, config_hash = $2, connected = 1, updated_at = $1, \
+                 telemetry_buffer_fill = COALESCE($3, telemetry_buffer_fill) \
+                 WHERE control_plane_id = $4 AND id = $5",
+            )
+            .bind(beat.at)
+            .bind(&beat.config_hash)
+            .bind(
+                beat.telemetry_buffer_fill
+                    .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+            )
+            .bind(beat.control_plane_id.to_string())
+            .bind(beat.node_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
