@@ -228,8 +228,10 @@ async fn run(sessions: usize) -> anyhow::Result<()> {
         &first,
     );
 
-    // One change at a time; latency from the API's answer to each session's apply.
+    // One change at a time; latency from the API's answer to each session's apply. Waiters
+    // look for "no longer the previous hash" so they start before the expected hash is known.
     let mut all = Vec::new();
+    let mut previous = expected;
     for round in 1..=5 {
         call(
             &cp,
@@ -239,6 +241,11 @@ async fn run(sessions: usize) -> anyhow::Result<()> {
         )
         .await;
         let changed = Instant::now();
+        let old = previous.clone();
+        let waiting = wait_all(&handles, changed, "a change", move |s| {
+            s.applied_hash.as_deref().is_some_and(|h| h != old)
+        });
+        let times = waiting.await;
         let hash = call(
             &cp,
             reqwest::Method::GET,
@@ -249,12 +256,15 @@ async fn run(sessions: usize) -> anyhow::Result<()> {
             .as_str()
             .expect("hash")
             .to_string();
-        let times = wait_all(&handles, changed, "a change", move |s| {
-            s.applied_hash.as_deref() == Some(hash.as_str())
-        })
-        .await;
+        for h in &handles {
+            assert_eq!(
+                h.state().borrow().applied_hash.as_deref(),
+                Some(hash.as_str())
+            );
+        }
         report(&format!("change {round} applied on every session"), &times);
         all.extend(times);
+        previous = hash;
     }
     all.sort();
     report("one change -> applied, all rounds", &all);
