@@ -170,15 +170,12 @@ async fn a_pushed_config_is_applied_cached_and_acknowledged() {
         (current.source, current.version),
         (ConfigSource::Cp, Some(5))
     );
-    // The cache is written right after `applied` is sent, off the session.
-    let valid = eventually(WAIT, "the pushed config in the cache", || async {
-        match cache::load(dp.dir.path()) {
-            CacheLoad::Valid(valid) => Some(valid),
-            _ => None,
+    match cache::load(dp.dir.path()) {
+        CacheLoad::Valid(valid) => {
+            assert_eq!((valid.hash.as_str(), valid.version), (hash.as_str(), 5))
         }
-    })
-    .await;
-    assert_eq!((valid.hash.as_str(), valid.version), (hash.as_str(), 5));
+        other => panic!("cache after apply: {other:?}"),
+    }
     let resp = client()
         .get(format!("{}/pushed", dp.base))
         .send()

@@ -140,47 +140,6 @@ pub(crate) struct Link {
     pub(crate) prefix: PathBuf,
     pub(crate) node: NodeInfo,
     pub(crate) state: watch::Sender<ClusterState>,
-    pub(crate) cache_writer: Arc<CacheWriter>,
-}
-
-/// Writes pushed configs to the cache off the session, newest first: a node reports `applied`
-/// as soon as the config is live, and its disk never delays that (an atomic cache write is
-/// two fsyncs; 1,000 nodes sharing one disk in the fan-out bench queued ~1 ms each behind
-/// one another). A crash before the write lands only means the next start-up loads the
-/// previous cache, and the control plane then pushes the newer config again.
-#[derive(Debug, Default)]
-pub(crate) struct CacheWriter {
-    issued: std::sync::atomic::AtomicU64,
-    written: std::sync::Mutex<u64>,
-}
-
-impl CacheWriter {
-    /// Queues `cached` for writing under `prefix`; a write overtaken by a newer one is skipped.
-    pub(crate) fn write_in_background(
-        self: &Arc<Self>,
-        prefix: PathBuf,
-        cached: crate::cache::CachedConfig,
-    ) {
-        let ticket = self
-            .issued
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            + 1;
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut written = this
-                .written
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if *written >= ticket {
-                return;
-            }
-            // The config is live either way; a failed write only costs the restart path.
-            if let Err(e) = crate::cache::write(&prefix, &cached) {
-                tracing::warn!(error = %format!("{e:#}"), "could not write the config cache");
-            }
-            *written = ticket;
-        });
-    }
 }
 
 impl ClusterClient {
@@ -202,7 +161,6 @@ impl ClusterClient {
             prefix,
             node,
             state,
-            cache_writer: Arc::default(),
         };
         let task = tokio::spawn(run(link, stop_rx));
         ClusterHandle {

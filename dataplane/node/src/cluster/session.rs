@@ -274,15 +274,11 @@ async fn handle(link: &Link, ws: &mut Ws, message: CpMessage) -> Result<(), Sess
             .await
             .unwrap_or_else(|e| Err(vec![format!("applying the config panicked: {e}")]));
             match outcome {
-                Ok(cached) => {
+                Ok(()) => {
                     link.state
                         .send_modify(|s| s.applied_hash = Some(config_hash.clone()));
                     send(ws, &DpMessage::Applied { config_hash }).await?;
                     send(ws, &heartbeat(link)).await?;
-                    if let Some(cached) = cached {
-                        link.cache_writer
-                            .write_in_background(link.prefix.clone(), cached);
-                    }
                 }
                 Err(errors) => {
                     tracing::warn!(%config_hash, version, errors = %errors.join("; "), "rejected a config from the control plane; the running config stays");
@@ -341,14 +337,13 @@ struct Pushed<'a> {
     control_plane_id: Option<uuid::Uuid>,
 }
 
-/// Checks and applies one pushed config, and returns what to cache (`None`: it was already
-/// running). The running config stays on any error.
+/// Checks, applies and caches one pushed config. The running config stays on any error.
 fn apply_reconfigure(
     gateway: &Arc<crate::Gateway>,
     prefix: &std::path::Path,
     pushed: Pushed<'_>,
     config: serde_json::Value,
-) -> Result<Option<CachedConfig>, Vec<String>> {
+) -> Result<(), Vec<String>> {
     let Pushed {
         version,
         config_hash,
@@ -363,7 +358,7 @@ fn apply_reconfigure(
     }
     if gateway.current().hash.as_str() == config_hash {
         // Already running it (e.g. from the cache after a restart): nothing to swap.
-        return Ok(None);
+        return Ok(());
     }
     let config: GatewayConfig =
         serde_json::from_value(config).map_err(|e| vec![format!("config: does not parse: {e}")])?;
@@ -382,11 +377,16 @@ fn apply_reconfigure(
     gateway
         .apply_from_control_plane(config, ConfigSource::Cp, Some(version), control_plane_id)
         .map_err(|e| vec![e.to_string()])?;
-    Ok(Some(CachedConfig {
+    let cached = CachedConfig {
         version,
         hash: hash.to_string(),
         canonical_json,
-    }))
+    };
+    // The config is live either way; a failed cache write only costs the restart path.
+    if let Err(e) = cache::write(prefix, &cached) {
+        tracing::warn!(error = %format!("{e:#}"), "could not write the config cache");
+    }
+    Ok(())
 }
 
 async fn install_license(link: &Link, blob: String) {
