@@ -74,6 +74,11 @@ async fn a_route_created_through_the_api_is_proxied_and_the_node_is_in_sync() {
     assert_eq!(node["config_hash"], expected);
     assert_eq!(node["connected"], true);
     assert_eq!(node["id"], status["node_id"]);
+    assert_eq!(node["hostname"], status["hostname"]);
+    assert!(
+        !node["hostname"].as_str().unwrap_or("").is_empty(),
+        "{node}"
+    );
     assert!(node["cert_expiry"].as_i64().unwrap_or(0) > 0, "{node}");
 }
 

@@ -72,7 +72,7 @@ impl DataPlane {
             .with_context(|| format!("create prefix dir {}", settings.prefix.display()))?;
         let mut node = status::NodeInfo {
             node_id: node_id(&settings.prefix)?,
-            hostname: std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
+            hostname: hostname(),
             version: env!("CARGO_PKG_VERSION"),
             cluster: None,
         };
@@ -276,4 +276,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let _ = tokio::signal::ctrl_c().await;
     dp.shutdown().await;
     Ok(())
+}
+
+/// The machine's host name, as the control plane's `/nodes` shows it: `$HOSTNAME` when set
+/// (containers set it), else the kernel's (`$HOSTNAME` is a shell variable most service
+/// managers do not export), else `localhost`.
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
