@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use fleetgate_control_plane::store::{now_unix, NewControlPlane, NodeHello, NodeRowCache, Store};
+use fleetgate_control_plane::store::{now_unix, NodeHello, NodeRowCache, Store};
 use fleetgate_control_plane::telemetry::ingest::{
     aggregate, decode_binary_frame, ingest_batch, BatchOrigin, IncomingBatch, IngestOutcome,
 };
@@ -21,6 +21,8 @@ use fleetgate_control_plane::telemetry::{Granularity, Retention};
 use fleetgate_protocol::{DpMessage, RequestRecord};
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
+
+mod support;
 
 const BATCH: usize = 5_000;
 
@@ -35,33 +37,16 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = match std::env::var("FLEETGATE_BENCH_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => Store::sqlite_url_in(dir.path()),
-    };
-    let store = Store::connect(&url).await.expect("connect");
-    let org = store
-        .ensure_organization(&format!("bench-{}", Uuid::new_v4()))
-        .await
-        .expect("org");
-    let cp = store
-        .create_control_plane(
-            org.id,
-            NewControlPlane {
-                name: "bench".into(),
-                description: String::new(),
-                labels: Default::default(),
-                cluster_type: "CLUSTER_TYPE_HYBRID".into(),
-                auth_type: "pinned_client_certs".into(),
-            },
-        )
-        .await
-        .expect("cp");
+    let support::BenchStore {
+        store,
+        org,
+        cp,
+        _dir: dir,
+    } = support::bench_store().await;
     let origins: Vec<BatchOrigin> = (0..3)
         .map(|_| BatchOrigin {
-            organization_id: org.id,
-            control_plane_id: cp.id,
+            organization_id: org,
+            control_plane_id: cp,
             node_id: Uuid::new_v4(),
         })
         .collect();
@@ -70,7 +55,7 @@ async fn fixture() -> Fixture {
         store
             .upsert_node(NodeHello {
                 id: origin.node_id,
-                control_plane_id: cp.id,
+                control_plane_id: cp,
                 hostname: "bench-dp",
                 version: "0.1.0",
                 config_hash: "",

@@ -9,48 +9,13 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use fleetgate_config::{parse_entity, Route, Service};
 use fleetgate_control_plane::snapshot::{config_from_rows, ConfigSnapshot};
-use fleetgate_control_plane::store::{ensure_id, EntityWrite, NewControlPlane, Store};
+use fleetgate_control_plane::store::{ensure_id, EntityWrite};
 use serde_json::json;
 use uuid::Uuid;
 
-struct Fixture {
-    store: Store,
-    org: Uuid,
-    cp: Uuid,
-    _dir: tempfile::TempDir,
-}
+mod support;
 
-async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = match std::env::var("FLEETGATE_BENCH_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => Store::sqlite_url_in(dir.path()),
-    };
-    let store = Store::connect(&url).await.expect("connect");
-    let org = store
-        .ensure_organization(&format!("bench-{}", Uuid::new_v4()))
-        .await
-        .expect("org");
-    let cp = store
-        .create_control_plane(
-            org.id,
-            NewControlPlane {
-                name: "bench".into(),
-                description: String::new(),
-                labels: Default::default(),
-                cluster_type: "CLUSTER_TYPE_HYBRID".into(),
-                auth_type: "pinned_client_certs".into(),
-            },
-        )
-        .await
-        .expect("cp");
-    Fixture {
-        store,
-        org: org.id,
-        cp: cp.id,
-        _dir: dir,
-    }
-}
+use support::bench_store as fixture;
 
 fn service(i: u64) -> EntityWrite {
     let mut s: Service = parse_entity(&json!({

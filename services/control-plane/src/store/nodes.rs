@@ -160,47 +160,6 @@ impl Store {
         }
     }
 
-    /// A ping or an `applied`: the node is alive and runs `config_hash`.
-    pub async fn record_node_hash(&self, cp: Uuid, id: Uuid, config_hash: &str) -> StoreResult<()> {
-        let now = now_unix();
-        sqlx::query(
-            "UPDATE nodes SET last_ping = $1, config_hash = $2, connected = 1, updated_at = $1 \
-             WHERE control_plane_id = $3 AND id = $4",
-        )
-        .bind(now)
-        .bind(config_hash)
-        .bind(cp.to_string())
-        .bind(id.to_string())
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
-    /// A ping: the node is alive, runs `config_hash`, and (if it says) holds
-    /// `telemetry_buffer_fill` records in its telemetry buffer.
-    pub async fn record_node_ping(
-        &self,
-        cp: Uuid,
-        id: Uuid,
-        config_hash: &str,
-        telemetry_buffer_fill: Option<u64>,
-    ) -> StoreResult<()> {
-        let now = now_unix();
-        sqlx::query(
-            "UPDATE nodes SET last_ping = $1, config_hash = $2, connected = 1, updated_at = $1, \
-             telemetry_buffer_fill = COALESCE($3, telemetry_buffer_fill) \
-             WHERE control_plane_id = $4 AND id = $5",
-        )
-        .bind(now)
-        .bind(config_hash)
-        .bind(telemetry_buffer_fill.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
-        .bind(cp.to_string())
-        .bind(id.to_string())
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
     /// Heartbeats of many nodes in one transaction (see `cluster::heartbeats`, which orders
     /// them before a session's "disconnected").
     pub async fn record_node_heartbeats(&self, beats: &[NodeHeartbeat]) -> StoreResult<()> {
