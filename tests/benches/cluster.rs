@@ -76,6 +76,20 @@ async fn call(cp: &Cp, method: reqwest::Method, path: &str, body: Option<Value>)
     body
 }
 
+/// The control plane's `/expected-config-hash`.
+async fn expected_hash(cp: &Cp, cp_id: &str) -> String {
+    call(
+        cp,
+        reqwest::Method::GET,
+        &format!("/v2/control-planes/{cp_id}/expected-config-hash"),
+        None,
+    )
+    .await["expected_hash"]
+        .as_str()
+        .expect("hash")
+        .to_string()
+}
+
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
 }
@@ -206,16 +220,7 @@ async fn run(sessions: usize) -> anyhow::Result<()> {
             },
         ));
     }
-    let expected = call(
-        &cp,
-        reqwest::Method::GET,
-        &format!("/v2/control-planes/{cp_id}/expected-config-hash"),
-        None,
-    )
-    .await["expected_hash"]
-        .as_str()
-        .expect("hash")
-        .to_string();
+    let expected = expected_hash(&cp, &cp_id).await;
     let first = {
         let expected = expected.clone();
         wait_all(&handles, started, "the first config", move |s| {
@@ -246,16 +251,7 @@ async fn run(sessions: usize) -> anyhow::Result<()> {
             s.applied_hash.as_deref().is_some_and(|h| h != old)
         });
         let times = waiting.await;
-        let hash = call(
-            &cp,
-            reqwest::Method::GET,
-            &format!("/v2/control-planes/{cp_id}/expected-config-hash"),
-            None,
-        )
-        .await["expected_hash"]
-            .as_str()
-            .expect("hash")
-            .to_string();
+        let hash = expected_hash(&cp, &cp_id).await;
         for h in &handles {
             assert_eq!(
                 h.state().borrow().applied_hash.as_deref(),

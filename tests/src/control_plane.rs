@@ -3,12 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command};
 
 use serde_json::{json, Value};
 
-use crate::{binary, eventually, free_port, http, kill_hard};
+use crate::{binary, free_port, http, kill_hard, spawn_logged};
 
 /// Env var naming a PostgreSQL server the tests may create databases on.
 pub const PG_ENV: &str = "FLEETGATE_TEST_DATABASE_URL";
@@ -93,11 +92,6 @@ impl ControlPlaneProcess {
     }
 
     async fn launch(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("open the control plane log");
         let mut cmd = Command::new(binary("fleetgate"));
         cmd.arg("serve")
             .arg("--data-dir")
@@ -107,35 +101,13 @@ impl ControlPlaneProcess {
             .arg("--cluster-listen")
             .arg(self.cluster.to_string())
             .args(&self.extra_args)
-            .env("RUST_LOG", "info")
-            .env_remove("FLEETGATE_DATABASE_URL")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log handle"))
-            .stderr(log);
+            .env_remove("FLEETGATE_DATABASE_URL");
         if let Some(url) = &self.database_url {
             cmd.arg("--database-url").arg(url);
         }
-        self.child = Some(cmd.spawn().expect("spawn fleetgate serve"));
-        let url = format!("http://{}/healthz", self.api);
-        let client = http();
-        eventually(
-            Duration::from_secs(30),
-            "the control plane to answer /healthz",
-            || {
-                let client = client.clone();
-                let url = url.clone();
-                async move {
-                    client
-                        .get(url)
-                        .send()
-                        .await
-                        .ok()
-                        .filter(|r| r.status().is_success())
-                        .map(|_| ())
-                }
-            },
-        )
-        .await;
+        let ready = format!("http://{}/healthz", self.api);
+        let log = self.log_path();
+        self.child = Some(spawn_logged(&mut cmd, &log, &ready, "the control plane").await);
     }
 
     /// SIGKILL: the crash case.

@@ -2,12 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{binary, eventually, free_port, http, kill_hard, DpCredentials};
+use crate::{binary, eventually, free_port, http, kill_hard, spawn_logged, DpCredentials};
 
 /// How to start a data plane.
 #[derive(Debug, Clone, Default)]
@@ -114,33 +114,11 @@ impl DataPlaneProcess {
     }
 
     async fn launch(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("open the data plane log");
-        let child = Command::new(binary("fleetgate-dp"))
-            .arg("--conf")
-            .arg(self.conf_path())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn fleetgate-dp");
-        self.child = Some(child);
-        let url = format!("http://{}/status", self.status);
-        let client = http();
-        eventually(
-            Duration::from_secs(30),
-            "the data plane status listener",
-            || {
-                let client = client.clone();
-                let url = url.clone();
-                async move { client.get(url).send().await.ok().map(|_| ()) }
-            },
-        )
-        .await;
+        let mut cmd = Command::new(binary("fleetgate-dp"));
+        cmd.arg("--conf").arg(self.conf_path());
+        let ready = format!("http://{}/status", self.status);
+        let log = self.log_path();
+        self.child = Some(spawn_logged(&mut cmd, &log, &ready, "the data plane").await);
     }
 
     /// SIGKILL.

@@ -72,6 +72,46 @@ pub fn http() -> reqwest::Client {
         .expect("build an HTTP client")
 }
 
+/// Starts `cmd` with stdin closed and stdout/stderr appended to `log`, then waits (30 s at
+/// most) until `ready_url` answers 2xx; `what` names the process in a timeout.
+pub async fn spawn_logged(
+    cmd: &mut std::process::Command,
+    log: &std::path::Path,
+    ready_url: &str,
+    what: &str,
+) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("open the log of {what}: {e}"));
+    let child = cmd
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("clone the log handle"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let client = http();
+    eventually(
+        Duration::from_secs(30),
+        &format!("{what} to answer {ready_url}"),
+        || {
+            let request = client.get(ready_url);
+            async move {
+                request
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
+        },
+    )
+    .await;
+    child
+}
+
 /// Sends a SIGKILL-like stop: used where a test wants the crash, not a clean shutdown.
 pub fn kill_hard(child: &mut std::process::Child) {
     let _ = child.kill();
