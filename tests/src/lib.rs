@@ -1,10 +1,11 @@
 //! Test support for whole-system tests: the real `fleetgate` and `fleetgate-dp` binaries as
-//! child processes, a real upstream, a TCP relay that can cut the cluster link, and a bounded
-//! `eventually`. The binaries come from the same cargo target dir as the test (nextest and
-//! `cargo test --workspace` build them first).
+//! child processes, a real upstream, a TCP relay that can cut the cluster link, a private moto
+//! server (AWS EC2/S3) per test, and a bounded `eventually`. The binaries come from the same
+//! cargo target dir as the test (nextest and `cargo test --workspace` build them first).
 
 mod control_plane;
 mod data_plane;
+mod moto;
 mod relay;
 mod upstream;
 
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 pub use control_plane::{ControlPlaneProcess, DpCredentials};
 pub use data_plane::{DataPlaneOptions, DataPlaneProcess};
+pub use moto::{Moto, MOTO_ACCESS_KEY, MOTO_REGION, MOTO_SECRET_KEY};
 pub use relay::Relay;
 pub use upstream::Upstream;
 
