@@ -1,0 +1,364 @@
+//! The dataplane-group reconciler: exactly one live instance per slot `0..requested_instances`.
+//!
+//! Per pass: instances in slots at or above `requested_instances` are terminated (scale down);
+//! stopped ones, duplicates in a slot, and running ones that never connected within the
+//! deadline are terminated; every empty slot gets a launch (scale up, replacement). The slot
+//! tag is what makes a relaunch after a crash find the first launch instead of adding one.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use uuid::Uuid;
+
+use super::{client_token, user_must_act, ClusterMembership, ReconcileContext};
+use crate::error::{ProviderError, ReconcileError};
+use crate::provider::{Instance, InstanceOwner, LaunchRequest};
+use crate::state::{DataplaneGroupState, InstanceState};
+use crate::types::{DataplaneGroupReport, DataplaneGroupSpec, NetworkObserved, ObservedNode};
+
+/// One pass towards `requested_instances` connected nodes. `network` is the network's last
+/// observed state (its report); until it has a VPC, subnets and a security group the group
+/// waits in `initializing`.
+pub async fn reconcile_dataplane_group(
+    ctx: &ReconcileContext,
+    group: &DataplaneGroupSpec,
+    network: &NetworkObserved,
+    membership: &dyn ClusterMembership,
+) -> Result<DataplaneGroupReport, ReconcileError> {
+    match converge(ctx, group, network, membership).await {
+        Ok(report) => Ok(report),
+        Err(e) => match user_must_act(&e) {
+            Some(reason) => Ok(DataplaneGroupReport {
+                state: DataplaneGroupState::Error,
+                reason: Some(reason),
+                nodes: Vec::new(),
+            }),
+            None => Err(e),
+        },
+    }
+}
+
+/// One pass towards "no instance of this configuration is left" (a configuration or one of
+/// its groups was deleted). `terminating` until every instance is terminated.
+pub async fn delete_dataplane_group(
+    ctx: &ReconcileContext,
+    region: &str,
+    configuration_id: Uuid,
+) -> Result<DataplaneGroupReport, ReconcileError> {
+    let p = &ctx.provider;
+    let owner = InstanceOwner::Configuration(configuration_id);
+    let instances = ctx
+        .retry
+        .run("find the group's instances", || {
+            p.find_instances(region, owner)
+        })
+        .await?;
+    let to_terminate: Vec<String> = instances
+        .iter()
+        .filter(|i| !i.state.is_some_and(InstanceState::is_gone))
+        .map(|i| i.id.clone())
+        .collect();
+    if !to_terminate.is_empty() {
+        ctx.retry
+            .run("terminate the group's instances", || {
+                p.terminate_instances(region, &to_terminate)
+            })
+            .await?;
+    }
+    let remaining: Vec<Instance> = ctx
+        .retry
+        .run("find the group's instances", || {
+            p.find_instances(region, owner)
+        })
+        .await?
+        .into_iter()
+        .filter(|i| i.state != Some(InstanceState::Terminated))
+        .collect();
+    Ok(if remaining.is_empty() {
+        DataplaneGroupReport {
+            state: DataplaneGroupState::Terminated,
+            reason: None,
+            nodes: Vec::new(),
+        }
+    } else {
+        DataplaneGroupReport {
+            state: DataplaneGroupState::Terminating,
+            reason: Some(format!(
+                "waiting for {} instance(s) to terminate",
+                remaining.len()
+            )),
+            nodes: remaining.iter().filter_map(observed).collect(),
+        }
+    })
+}
+
+fn observed(i: &Instance) -> Option<ObservedNode> {
+    Some(ObservedNode {
+        instance_id: i.id.clone(),
+        slot: i.slot?,
+        state: i.state?,
+        private_ip: i.private_ip.clone(),
+        hostname: i.private_dns_name.clone(),
+        launched_at: i.launched_at,
+    })
+}
+
+/// What the pass decided for one slot.
+#[derive(Debug, Default)]
+struct SlotPlan {
+    keeper: Option<Instance>,
+    /// The newest instance seen in the slot (any state): a launch after it uses a new token.
+    newest: Option<Instance>,
+}
+
+async fn converge(
+    ctx: &ReconcileContext,
+    group: &DataplaneGroupSpec,
+    network: &NetworkObserved,
+    membership: &dyn ClusterMembership,
+) -> Result<DataplaneGroupReport, ReconcileError> {
+    let (Some(security_group_id), false) =
+        (&network.security_group_id, network.subnet_ids.is_empty())
+    else {
+        return Ok(DataplaneGroupReport {
+            state: DataplaneGroupState::Initializing,
+            reason: Some(format!(
+                "waiting for network {} to be ready",
+                group.network_id
+            )),
+            nodes: Vec::new(),
+        });
+    };
+    let p = &ctx.provider;
+    let region = group.region.as_str();
+    let owner = InstanceOwner::Configuration(group.configuration_id);
+    let instances = ctx
+        .retry
+        .run("find the group's instances", || {
+            p.find_instances(region, owner)
+        })
+        .await?;
+
+    let now = SystemTime::now();
+    let mut slots: BTreeMap<u32, SlotPlan> = (0..group.requested_instances)
+        .map(|s| (s, SlotPlan::default()))
+        .collect();
+    let mut to_terminate: Vec<(String, String)> = Vec::new();
+    let mut by_slot: BTreeMap<u32, Vec<Instance>> = BTreeMap::new();
+    for instance in instances {
+        let gone = instance.state.is_some_and(InstanceState::is_gone);
+        match instance.slot.filter(|s| *s < group.requested_instances) {
+            Some(slot) => {
+                let plan = slots.entry(slot).or_default();
+                if plan
+                    .newest
+                    .as_ref()
+                    .is_none_or(|n| launched_before(n, &instance))
+                {
+                    plan.newest = Some(instance.clone());
+                }
+                if !gone {
+                    by_slot.entry(slot).or_default().push(instance);
+                }
+            }
+            None if !gone => {
+                to_terminate.push((instance.id, "scaled down".to_string()));
+            }
+            None => {}
+        }
+    }
+    for (slot, mut candidates) in by_slot {
+        // Oldest live instance first; everything else in the slot goes.
+        candidates.sort_by(|a, b| {
+            b.state
+                .is_some_and(InstanceState::is_live)
+                .cmp(&a.state.is_some_and(InstanceState::is_live))
+                .then(a.launched_at.cmp(&b.launched_at))
+                .then(a.id.cmp(&b.id))
+        });
+        let mut candidates = candidates.into_iter();
+        let first = candidates.next();
+        for extra in candidates {
+            to_terminate.push((extra.id, format!("duplicate in slot {slot}")));
+        }
+        let Some(first) = first else { continue };
+        let keep = match first.state {
+            Some(InstanceState::Pending) => true,
+            Some(InstanceState::Running) => {
+                let overdue = first
+                    .launched_at
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|age| age >= ctx.node_connect_deadline);
+                let connected = match observed(&first) {
+                    Some(node) => membership.has_connected(group, &node).await,
+                    None => false,
+                };
+                if overdue && !connected {
+                    to_terminate.push((
+                        first.id.clone(),
+                        format!(
+                            "never connected within {:?} of launch",
+                            ctx.node_connect_deadline
+                        ),
+                    ));
+                    false
+                } else {
+                    true
+                }
+            }
+            // Stopped, stopping or unknown: a gateway node that is not running is replaced.
+            state => {
+                to_terminate.push((
+                    first.id.clone(),
+                    format!(
+                        "instance is {}",
+                        state.map_or("in an unknown state", InstanceState::as_str)
+                    ),
+                ));
+                false
+            }
+        };
+        if keep {
+            if let Some(plan) = slots.get_mut(&slot) {
+                plan.keeper = Some(first);
+            }
+        }
+    }
+
+    if !to_terminate.is_empty() {
+        for (id, why) in &to_terminate {
+            tracing::info!(configuration_id = %group.configuration_id, instance = %id, reason = %why, "terminating gateway node");
+        }
+        let ids: Vec<String> = to_terminate.iter().map(|(id, _)| id.clone()).collect();
+        ctx.retry
+            .run("terminate gateway nodes", || {
+                p.terminate_instances(region, &ids)
+            })
+            .await?;
+    }
+
+    let mut nodes = Vec::new();
+    for (slot, plan) in &slots {
+        let instance = match &plan.keeper {
+            Some(keeper) => keeper.clone(),
+            None => {
+                launch_into_slot(
+                    ctx,
+                    group,
+                    network,
+                    security_group_id,
+                    *slot,
+                    plan,
+                    membership,
+                )
+                .await?
+            }
+        };
+        nodes.extend(observed(&instance));
+    }
+
+    let mut connected = 0;
+    for node in nodes.iter().filter(|n| n.state == InstanceState::Running) {
+        if membership.has_connected(group, node).await {
+            connected += 1;
+        }
+    }
+    let requested = group.requested_instances;
+    Ok(if connected == requested as usize {
+        DataplaneGroupReport {
+            state: DataplaneGroupState::Ready,
+            reason: None,
+            nodes,
+        }
+    } else {
+        DataplaneGroupReport {
+            state: DataplaneGroupState::Initializing,
+            reason: Some(format!(
+                "{connected} of {requested} node(s) running and connected"
+            )),
+            nodes,
+        }
+    })
+}
+
+fn launched_before(a: &Instance, b: &Instance) -> bool {
+    (a.launched_at, &a.id) < (b.launched_at, &b.id)
+}
+
+async fn launch_into_slot(
+    ctx: &ReconcileContext,
+    group: &DataplaneGroupSpec,
+    network: &NetworkObserved,
+    security_group_id: &str,
+    slot: u32,
+    plan: &SlotPlan,
+    membership: &dyn ClusterMembership,
+) -> Result<Instance, ReconcileError> {
+    let p = &ctx.provider;
+    let region = group.region.as_str();
+    let owner = InstanceOwner::Configuration(group.configuration_id);
+    // Nodes spread over the zones in order: slot 0 in the first subnet, slot 1 in the next…
+    let subnet_id = network.subnet_ids[slot as usize % network.subnet_ids.len()].clone();
+    let join_token = membership
+        .join_token(group, slot)
+        .await
+        .map_err(ReconcileError::Callback)?;
+    // The token names what the launch follows, so a retried launch after a lost answer
+    // repeats the same request, while a replacement (new predecessor) is a new one.
+    let after = plan.newest.as_ref().map_or("none", |i| i.id.as_str());
+    let mut launch = LaunchRequest {
+        group: group.clone(),
+        slot,
+        subnet_id,
+        security_group_id: security_group_id.to_string(),
+        join_token,
+        client_token: client_token(
+            group.configuration_id,
+            &format!("node/{slot}/after/{after}"),
+        ),
+    };
+    let find_live = || async {
+        Ok::<_, ProviderError>(
+            p.find_instances(region, owner)
+                .await?
+                .into_iter()
+                .find(|i| i.slot == Some(slot) && i.state.is_some_and(InstanceState::is_live)),
+        )
+    };
+    let step = format!("launch gateway node into slot {slot}");
+    let launched = ctx
+        .retry
+        .run(&step, || async {
+            if let Some(existing) = find_live().await? {
+                return Ok(existing);
+            }
+            p.launch_instance(&launch).await
+        })
+        .await;
+    let stale = match &launched {
+        // EC2 answers an idempotent repeat with the original instance: one that is already gone
+        // means the token was used by an earlier, since-terminated launch.
+        Ok(i) => i.state.is_some_and(InstanceState::is_gone),
+        Err(e) => e.code() == Some("IdempotentParameterMismatch"),
+    };
+    if !stale {
+        let instance = launched?;
+        tracing::info!(configuration_id = %group.configuration_id, slot, instance = %instance.id, "gateway node launched");
+        return Ok(instance);
+    }
+    tracing::warn!(configuration_id = %group.configuration_id, slot, "launch token already used by an earlier launch; launching with a fresh token");
+    launch.client_token = client_token(
+        group.configuration_id,
+        &format!("node/{slot}/fresh/{}", Uuid::new_v4()),
+    );
+    let instance = ctx
+        .retry
+        .run(&step, || async {
+            if let Some(existing) = find_live().await? {
+                return Ok(existing);
+            }
+            p.launch_instance(&launch).await
+        })
+        .await?;
+    Ok(instance)
+}
