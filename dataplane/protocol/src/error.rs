@@ -50,6 +50,25 @@ pub enum ProtocolError {
         #[source]
         source: serde_json::Error,
     },
+    /// A compact telemetry frame is malformed: what is wrong, and the byte offset where the
+    /// offending field starts.
+    #[error("malformed telemetry frame at byte {offset}: {reason}")]
+    MalformedTelemetry {
+        /// Offset of the offending field in the frame.
+        offset: usize,
+        /// What is wrong, naming the field (and record).
+        reason: String,
+    },
+    /// A telemetry batch has more records or dictionary entries than allowed.
+    #[error("telemetry batch has {size} {what}, above the limit of {limit}")]
+    TelemetryTooLarge {
+        /// `records` or `dictionary entries`.
+        what: &'static str,
+        /// How many it has (saturated at `usize::MAX`).
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// Serializing an outgoing message failed.
     #[error("failed to encode message: {0}")]
     Encode(#[source] serde_json::Error),

@@ -11,6 +11,9 @@
 //!   [`encode_binary`]/[`decode_binary`] for gzip binary frames (used for
 //!   `reconfigure`), both capped by [`MAX_FRAME_BYTES`] and
 //!   [`MAX_DECOMPRESSED_BYTES`].
+//! - Telemetry: [`encode_telemetry`]/[`decode_telemetry`] for the compact binary frame of
+//!   `telemetry` batches (dictionary of ids + varint columns, magic `FGTB`; format in
+//!   [`telemetry`]). Receivers tell it from gzip JSON by [`is_telemetry_frame`].
 //! - Versioning: [`PROTOCOL_VERSION`], [`Version`], [`compatibility`].
 
 mod error;
@@ -18,6 +21,7 @@ mod framing;
 pub mod license;
 mod messages;
 mod outlet;
+pub mod telemetry;
 mod version;
 
 pub use error::{ProtocolError, Result};
@@ -32,4 +36,8 @@ pub use license::{
 };
 pub use messages::{CpMessage, Direction, DpMessage, Message, PluginInfo, RequestRecord};
 pub use outlet::{OutletQuery, OUTLET_PATH};
+pub use telemetry::{
+    decode_telemetry, decode_telemetry_with_limits, encode_telemetry, encode_telemetry_with_limits,
+    is_telemetry_frame, IdRef, TelemetryBatch, TelemetryColumns, TelemetryLimits,
+};
 pub use version::{compatibility, Compatibility, Version, PROTOCOL_VERSION};
