@@ -9,6 +9,9 @@
 //! - `record/off`: `analytics_buffer_size_limit = 0`, one branch.
 //! - `collect_per_record`: the flusher's side, per record: moving a full shard of 1,000
 //!   records into the bounded queue (here at its limit, so it also prices drop-oldest).
+//! - `form_batch_per_record`: the session's side, per record: forming and encoding one full
+//!   batch of 5,000 records with production-like variety (20 services, 50 routes, a few
+//!   consumers, spread latencies and sizes) — the bytes the node sends to the control plane.
 //!
 //! `cargo bench -p fleetgate-dataplane --bench telemetry`
 
@@ -16,7 +19,7 @@ use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use fleetgate_dataplane::telemetry::{Telemetry, TelemetrySettings, SHARD_HANDOFF};
+use fleetgate_dataplane::telemetry::{Telemetry, TelemetrySettings, BATCH_RECORDS, SHARD_HANDOFF};
 use fleetgate_protocol::RequestRecord;
 use uuid::Uuid;
 
@@ -34,6 +37,30 @@ fn record(i: u64) -> RequestRecord {
         latency_gateway_us: 150,
         bytes_in: 0,
         bytes_out: 512,
+    }
+}
+
+/// Record `i` of a batch with production-like variety: ids from a small fixed set, as a
+/// node's config bounds them, and latencies and sizes spread over orders of magnitude.
+fn varied_record(i: u64) -> RequestRecord {
+    // A cheap deterministic scramble, so the bench needs no RNG state.
+    let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20;
+    let route = h % 50;
+    RequestRecord {
+        time_ms: 1_764_000_000_000 + (i / 5) as i64,
+        control_plane_id: Uuid::from_u128(1),
+        service_id: Some(Uuid::from_u128(1_000 + u128::from(route % 20))),
+        route_id: Some(Uuid::from_u128(2_000 + u128::from(route))),
+        consumer_id: route
+            .is_multiple_of(3)
+            .then(|| Uuid::from_u128(3_000 + u128::from(route % 5))),
+        node_id: Uuid::nil(),
+        status: [200, 200, 200, 200, 200, 200, 201, 404, 429, 500][(h % 10) as usize],
+        latency_total_us: 300 + (h % 100_000) as u32,
+        latency_upstream_us: 200 + (h % 80_000) as u32,
+        latency_gateway_us: 100 + (h % 20_000) as u32,
+        bytes_in: h % 2_000,
+        bytes_out: (h >> 8) % 20_000,
     }
 }
 
@@ -131,6 +158,32 @@ fn bench(c: &mut Criterion) {
             timed.mul_f64(iters as f64 / (rounds * SHARD_HANDOFF as u64) as f64)
         })
     });
+
+    let telemetry = Telemetry::new(TelemetrySettings::default());
+    let node = Uuid::from_u128(42);
+    let mut frame_bytes = 0;
+    c.bench_function("form_batch_per_record", |b| {
+        b.iter_custom(|iters| {
+            let rounds = iters.div_ceil(BATCH_RECORDS as u64);
+            let mut timed = Duration::ZERO;
+            for round in 0..rounds {
+                for i in 0..BATCH_RECORDS as u64 {
+                    telemetry.record(varied_record(round * BATCH_RECORDS as u64 + i));
+                }
+                // Shards into the queue untimed: `collect_per_record` prices that.
+                telemetry.collect();
+                let start = Instant::now();
+                let batches = telemetry.form_batches(node);
+                timed += start.elapsed();
+                for batch in batches {
+                    frame_bytes = batch.frame.len();
+                    telemetry.ack(batch.seq);
+                }
+            }
+            timed.mul_f64(iters as f64 / (rounds * BATCH_RECORDS as u64) as f64)
+        })
+    });
+    eprintln!("form_batch_per_record: a 5,000-record batch is a {frame_bytes}-byte frame");
 }
 
 criterion_group!(benches, bench);

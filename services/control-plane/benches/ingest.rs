@@ -4,8 +4,14 @@
 //! Each batch is a new `seq` one second after the previous one of its node, so most batches
 //! merge into 10 s rows that already exist, as in production.
 //!
-//! Besides criterion's wall-clock figures, a summary line reports records per CPU-second of
-//! the whole process (all threads, from /proc/self/stat): the "per core" rate.
+//! Paths measured: `ingest` (a decoded batch: refusal check, aggregation, transaction),
+//! `compact_frame` (decode of the compact binary frame nodes send, then ingest) and
+//! `gzip_json_frame` (the older gzip-of-JSON frame, still accepted, then ingest), plus the
+//! decode and aggregation steps alone.
+//!
+//! Besides criterion's wall-clock figures, summary lines report records per CPU-second of
+//! the whole process (all threads, from /proc/self/stat): the "per core" rate. The three
+//! paths run interleaved in rounds so machine noise hits them alike.
 //!
 //! SQLite by default; PostgreSQL when `FLEETGATE_BENCH_DATABASE_URL` is set.
 //! `cargo bench -p fleetgate-control-plane --bench ingest`
@@ -14,11 +20,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fleetgate_control_plane::store::{now_unix, NodeHello, NodeRowCache, Store};
-use fleetgate_control_plane::telemetry::ingest::{
-    aggregate, decode_binary_frame, ingest_batch, BatchOrigin, IncomingBatch, IngestOutcome,
-};
+use fleetgate_control_plane::telemetry::frame::{decode_binary_frame, NodeFrame};
+use fleetgate_control_plane::telemetry::ingest::{aggregate, refusal, BatchOrigin};
 use fleetgate_control_plane::telemetry::{Granularity, Retention};
-use fleetgate_protocol::{DpMessage, RequestRecord};
+use fleetgate_protocol::{DpMessage, RequestRecord, TelemetryBatch};
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
@@ -124,26 +129,34 @@ impl Fixture {
         (origin, records)
     }
 
-    async fn ingest(&self, seq: u64, origin: &BatchOrigin, records: &[RequestRecord]) {
+    /// What the session does with a batch (`ingest_telemetry_batch`), with `seq` in place of
+    /// the batch's own so one decoded batch can be ingested many times as new batches.
+    async fn ingest(&self, seq: u64, origin: &BatchOrigin, batch: &TelemetryBatch) {
         let now = now_unix();
         let horizon = Retention::default().horizon(Granularity::TenSeconds, now);
-        let batch = IncomingBatch {
-            node_id: origin.node_id,
-            seq,
-            records,
-            dropped: 0,
-        };
+        assert_eq!(refusal(origin, batch), None);
+        let mut write = aggregate(origin, batch, now, horizon);
+        write.seq = seq;
         let index = self
             .origins
             .iter()
             .position(|o| o.node_id == origin.node_id)
             .expect("a bench node");
         let mut cache = std::mem::take(&mut self.caches.borrow_mut()[index]);
-        let outcome = ingest_batch(&self.store, &mut cache, origin, batch, now, horizon)
+        let stored = self
+            .store
+            .ingest_telemetry(write, &mut cache)
             .await
             .expect("ingest");
         self.caches.borrow_mut()[index] = cache;
-        assert!(matches!(outcome, IngestOutcome::Stored { .. }));
+        assert!(stored, "a new seq is stored");
+    }
+
+    fn origin(&self, node_id: uuid::Uuid) -> &BatchOrigin {
+        self.origins
+            .iter()
+            .find(|o| o.node_id == node_id)
+            .expect("origin")
     }
 }
 
@@ -156,6 +169,22 @@ fn cpu_time() -> Option<Duration> {
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     // The kernel reports clock ticks, 100 per second on Linux.
     Some(Duration::from_millis(ticks * 10))
+}
+
+/// Decodes a frame as the session does; it must be a telemetry batch.
+fn decode(frame: &[u8]) -> TelemetryBatch {
+    match decode_binary_frame(frame, 32 << 20).expect("decode") {
+        NodeFrame::Telemetry(batch) => *batch,
+        NodeFrame::Message(other) => unreachable!("a telemetry frame, got {other:?}"),
+    }
+}
+
+/// Wall and CPU time spent on one path in the interleaved summary run.
+#[derive(Default)]
+struct Tally {
+    wall: Duration,
+    cpu: Duration,
+    records: usize,
 }
 
 fn ingest(c: &mut Criterion) {
@@ -171,10 +200,25 @@ fn ingest(c: &mut Criterion) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let batches: Vec<(BatchOrigin, Vec<RequestRecord>)> =
         (0..30).map(|n| fx.batch(n, &mut rng)).collect();
-    let groups = aggregate(&batches[0].0, 0, &batches[0].1, 0, now_unix(), 0)
+    let decoded: Vec<TelemetryBatch> = batches
+        .iter()
+        .enumerate()
+        .map(|(i, (origin, records))| {
+            TelemetryBatch::from_records(origin.node_id, i as u64, records, 0)
+        })
+        .collect();
+    let groups = aggregate(&batches[0].0, &decoded[0], now_unix(), 0)
         .groups
         .len();
-    let frames: Vec<Vec<u8>> = batches
+    let compact_frames: Vec<Vec<u8>> = batches
+        .iter()
+        .enumerate()
+        .map(|(i, (origin, records))| {
+            fleetgate_protocol::encode_telemetry(origin.node_id, i as u64, records, 0)
+                .expect("encode")
+        })
+        .collect();
+    let gzip_frames: Vec<Vec<u8>> = batches
         .iter()
         .enumerate()
         .map(|(i, (origin, records))| {
@@ -187,29 +231,58 @@ fn ingest(c: &mut Criterion) {
             .expect("encode")
         })
         .collect();
+    let per_record = |frames: &[Vec<u8>]| {
+        frames.iter().map(Vec::len).sum::<usize>() as f64 / (frames.len() * BATCH) as f64
+    };
+    eprintln!(
+        "frames: compact {:.1} bytes per record, gzip JSON {:.1} bytes per record",
+        per_record(&compact_frames),
+        per_record(&gzip_frames)
+    );
 
-    // A fixed run first, timed by wall clock and by CPU.
+    // A fixed run first: the three paths interleaved in rounds, timed by wall clock and CPU.
     let mut seq = 0u64;
-    let (cpu0, wall0) = (cpu_time(), Instant::now());
-    let runs = 60;
-    for i in 0..runs {
-        let (origin, records) = &batches[i % batches.len()];
-        seq += 1;
-        rt.block_on(fx.ingest(seq, origin, records));
+    let mut tallies: [(&str, Tally); 3] = [
+        ("ingest", Tally::default()),
+        ("compact_frame+ingest", Tally::default()),
+        ("gzip_json_frame+ingest", Tally::default()),
+    ];
+    let (rounds, per_round) = (6, 10);
+    for round in 0..rounds {
+        for (path, (_, tally)) in tallies.iter_mut().enumerate() {
+            let (cpu0, wall0) = (cpu_time(), Instant::now());
+            for j in 0..per_round {
+                let i = (round * per_round + j) % batches.len();
+                seq += 1;
+                let owned;
+                let batch = match path {
+                    0 => &decoded[i],
+                    1 => {
+                        owned = decode(&compact_frames[i]);
+                        &owned
+                    }
+                    _ => {
+                        owned = decode(&gzip_frames[i]);
+                        &owned
+                    }
+                };
+                rt.block_on(fx.ingest(seq, fx.origin(batch.node_id()), batch));
+            }
+            tally.wall += wall0.elapsed();
+            if let (Some(a), Some(b)) = (cpu0, cpu_time()) {
+                tally.cpu += b - a;
+            }
+            tally.records += per_round * BATCH;
+        }
     }
-    let wall = wall0.elapsed();
-    let records = (runs * BATCH) as f64;
-    match (cpu0, cpu_time()) {
-        (Some(a), Some(b)) => eprintln!(
-            "ingest/{backend}: {groups} groups per 5,000-record batch; {:.0} records/s wall, \
-             {:.0} records per CPU-second",
-            records / wall.as_secs_f64(),
-            records / (b - a).as_secs_f64().max(0.001)
-        ),
-        _ => eprintln!(
-            "ingest/{backend}: {:.0} records/s wall",
-            records / wall.as_secs_f64()
-        ),
+    eprintln!("ingest/{backend}: {groups} groups per 5,000-record batch");
+    for (name, tally) in &tallies {
+        let records = tally.records as f64;
+        eprintln!(
+            "ingest/{backend}/{name}: {:.0} records/s wall, {:.0} records per CPU-second",
+            records / tally.wall.as_secs_f64(),
+            records / tally.cpu.as_secs_f64().max(0.001)
+        );
     }
 
     let mut group = c.benchmark_group(format!("telemetry_ingest/{backend}"));
@@ -217,47 +290,46 @@ fn ingest(c: &mut Criterion) {
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(10));
     group.bench_function("aggregate_only_5000", |b| {
-        let (origin, records) = &batches[0];
-        b.iter(|| aggregate(origin, 0, records, 0, 0, 0))
+        let origin = &batches[0].0;
+        b.iter(|| aggregate(origin, &decoded[0], 0, 0))
+    });
+    group.bench_function("decode_compact_only_5000", |b| {
+        b.iter(|| decode(&compact_frames[0]))
+    });
+    group.bench_function("decode_gzip_json_only_5000", |b| {
+        b.iter(|| decode(&gzip_frames[0]))
     });
     group.bench_function("ingest_5000", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let start = Instant::now();
                 for i in 0..iters {
-                    let (origin, records) = &batches[i as usize % batches.len()];
+                    let batch = &decoded[i as usize % decoded.len()];
                     seq += 1;
-                    fx.ingest(seq, origin, records).await;
+                    fx.ingest(seq, fx.origin(batch.node_id()), batch).await;
                 }
                 start.elapsed()
             })
         })
     });
-    group.bench_function("decode_frame_and_ingest_5000", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for i in 0..iters {
-                    let message = decode_binary_frame(&frames[i as usize % frames.len()], 32 << 20)
-                        .expect("decode");
-                    let DpMessage::Telemetry {
-                        node_id, records, ..
-                    } = message
-                    else {
-                        unreachable!("a telemetry frame")
-                    };
-                    let origin = fx
-                        .origins
-                        .iter()
-                        .find(|o| o.node_id == node_id)
-                        .expect("origin");
-                    seq += 1;
-                    fx.ingest(seq, origin, &records).await;
-                }
-                start.elapsed()
+    for (name, frames) in [
+        ("decode_frame_and_ingest_5000", &compact_frames),
+        ("decode_gzip_json_frame_and_ingest_5000", &gzip_frames),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for i in 0..iters {
+                        let batch = decode(&frames[i as usize % frames.len()]);
+                        seq += 1;
+                        fx.ingest(seq, fx.origin(batch.node_id()), &batch).await;
+                    }
+                    start.elapsed()
+                })
             })
-        })
-    });
+        });
+    }
     group.finish();
 }
 

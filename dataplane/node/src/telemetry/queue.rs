@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use fleetgate_protocol::{encode_binary, DpMessage, RequestRecord};
+use fleetgate_protocol::{encode_telemetry, RequestRecord};
 use uuid::Uuid;
 
 /// Most records in one `telemetry` batch (docs/telemetry.md).
@@ -19,7 +19,8 @@ pub struct SentBatch {
     pub records: usize,
     /// The `dropped` count it carries.
     pub dropped: u64,
-    /// The binary frame (gzip of the `telemetry` JSON).
+    /// The binary frame: the batch in the protocol's compact telemetry encoding
+    /// ([`fleetgate_protocol::encode_telemetry`]: an id dictionary and varint columns).
     pub frame: Bytes,
 }
 
@@ -129,13 +130,7 @@ impl Queue {
         }
         let seq = self.next_seq();
         let dropped = std::mem::take(&mut self.dropped_pending);
-        let message = DpMessage::Telemetry {
-            node_id,
-            seq,
-            records,
-            dropped,
-        };
-        match encode_binary(&message) {
+        match encode_telemetry(node_id, seq, &records, dropped) {
             Ok(frame) => {
                 let batch = SentBatch {
                     seq,
@@ -206,10 +201,12 @@ mod tests {
         let node = Uuid::new_v4();
         let batch = q.form_batch(node).unwrap();
         assert_eq!((batch.records, batch.dropped), (3, 2));
-        let msg: DpMessage = fleetgate_protocol::decode_binary_message(&batch.frame).unwrap();
-        let DpMessage::Telemetry { records, .. } = msg else {
-            panic!("not telemetry")
-        };
+        let decoded = fleetgate_protocol::decode_telemetry(&batch.frame).unwrap();
+        assert_eq!(
+            (decoded.node_id(), decoded.seq(), decoded.dropped()),
+            (node, batch.seq, 2)
+        );
+        let records: Vec<RequestRecord> = decoded.records().collect();
         let statuses: Vec<u16> = records.iter().map(|r| r.status).collect();
         assert_eq!(statuses, [2, 3, 4]);
         assert!(records.iter().all(|r| r.node_id == node));

@@ -177,18 +177,28 @@ pub struct TestCp {
     pub refuse_upgrade: Arc<Mutex<Option<(u16, String)>>>,
     /// When set, telemetry batches are not acked.
     pub withhold_acks: Arc<AtomicBool>,
-    /// The decompressed JSON of every telemetry frame received, all sessions.
+    /// The JSON of every telemetry frame received, all sessions: the logical `telemetry`
+    /// message of a compact frame (what nodes send), or the JSON inside a gzip frame.
     pub telemetry_json: Arc<Mutex<Vec<String>>>,
 }
 
-/// The JSON inside a binary (gzip) frame.
-fn gunzip(bytes: &[u8]) -> String {
+/// A binary frame's message and its JSON: compact telemetry frames are decoded by the
+/// protocol crate (strictly: a malformed frame fails the test), anything else is gzip of JSON.
+fn decode_binary_frame(bytes: &[u8]) -> (DpMessage, String) {
+    if fleetgate_protocol::is_telemetry_frame(bytes) {
+        let message = fleetgate_protocol::decode_telemetry(bytes)
+            .expect("compact telemetry frame decodes")
+            .to_message();
+        let json = serde_json::to_string(&message).expect("telemetry as JSON");
+        return (message, json);
+    }
     use std::io::Read;
     let mut json = String::new();
     flate2::read::GzDecoder::new(bytes)
         .read_to_string(&mut json)
         .expect("gzip of UTF-8 JSON");
-    json
+    let message = decode_binary_message(bytes).expect("DP binary message decodes");
+    (message, json)
 }
 
 impl TestCp {
@@ -261,8 +271,8 @@ impl TestCp {
                                     if inbox.send(msg).is_err() { break }
                                 }
                                 Some(Ok(Message::Binary(bytes))) => {
-                                    raw.lock().expect("lock").push(gunzip(&bytes));
-                                    let msg: DpMessage = decode_binary_message(&bytes).expect("DP binary message decodes");
+                                    let (msg, json) = decode_binary_frame(&bytes);
+                                    raw.lock().expect("lock").push(json);
                                     if let DpMessage::Telemetry { seq, .. } = &msg {
                                         if !withhold.load(Ordering::SeqCst) {
                                             let ack = encode_text(&CpMessage::Ack { seq: *seq }).expect("ack");

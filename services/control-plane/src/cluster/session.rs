@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use fleetgate_protocol::{
-    compatibility, Compatibility, CpMessage, DpMessage, OutletQuery, ProtocolError, Version,
+    compatibility, Compatibility, CpMessage, DpMessage, OutletQuery, ProtocolError, TelemetryBatch,
+    Version,
 };
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
@@ -19,9 +20,8 @@ use uuid::Uuid;
 
 use super::hub::{ClusterHub, PushFrame, SessionCommand};
 use crate::store::{NodeHeartbeat, NodeHello, NodeRowCache};
-use crate::telemetry::ingest::{
-    decode_binary_frame, ingest_batch, BatchOrigin, IncomingBatch, IngestOutcome,
-};
+use crate::telemetry::frame::{decode_binary_frame, NodeFrame};
+use crate::telemetry::ingest::{ingest_telemetry_batch, BatchOrigin, IngestOutcome};
 
 /// Most errors of one `rejected` message kept, and the longest one: enough to diagnose, and a
 /// broken node cannot fill the database.
@@ -330,10 +330,14 @@ where
                     Message::Close(_) => return Ok(Ended::Served),
                     // WebSocket-level pings are answered by tungstenite itself.
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
-                    // Telemetry batches travel gzip-compressed as binary frames.
+                    // Telemetry batches travel as binary frames: compact (columns), or gzip of
+                    // their JSON from older senders.
                     Message::Binary(bytes) => {
                         match decode_binary_frame(&bytes, MAX_TELEMETRY_DECOMPRESSED_BYTES) {
-                            Ok(message) => handle_decoded(&mut sink, ctx, &mut view, message).await?,
+                            Ok(NodeFrame::Telemetry(batch)) => {
+                                ingest_telemetry(&mut sink, ctx, &mut view.analytics_rows, &batch).await?;
+                            }
+                            Ok(NodeFrame::Message(message)) => handle_decoded(&mut sink, ctx, &mut view, message).await?,
                             Err(err) => {
                                 send_text(&mut sink, &CpMessage::Error {
                                     message: format!("unreadable binary frame: {err}"),
@@ -509,13 +513,8 @@ where
             records,
             dropped,
         } => {
-            let batch = IncomingBatch {
-                node_id: batch_node,
-                seq,
-                records: &records,
-                dropped,
-            };
-            ingest_telemetry(sink, ctx, &mut view.analytics_rows, batch).await?;
+            let batch = TelemetryBatch::from_records(batch_node, seq, &records, dropped);
+            ingest_telemetry(sink, ctx, &mut view.analytics_rows, &batch).await?;
         }
     }
     Ok(())
@@ -528,7 +527,7 @@ async fn ingest_telemetry<S>(
     sink: &mut Sink<S>,
     ctx: &SessionContext,
     cache: &mut NodeRowCache,
-    batch: IncomingBatch<'_>,
+    batch: &TelemetryBatch,
 ) -> anyhow::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -543,8 +542,8 @@ where
         .hub
         .analytics_retention()
         .horizon(crate::telemetry::Granularity::TenSeconds, now);
-    let (seq, dropped) = (batch.seq, batch.dropped);
-    match ingest_batch(ctx.hub.store(), cache, &origin, batch, now, horizon).await {
+    let (seq, dropped) = (batch.seq(), batch.dropped());
+    match ingest_telemetry_batch(ctx.hub.store(), cache, &origin, batch, now, horizon).await {
         Ok(IngestOutcome::Stored { records }) => {
             tracing::debug!(node_id = %origin.node_id, seq, records, dropped, "telemetry batch stored");
         }

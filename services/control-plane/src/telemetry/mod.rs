@@ -1,11 +1,14 @@
 //! Telemetry from data planes into analytics (docs/telemetry.md, DESIGN §8).
 //!
+//! - [`frame`]: a node's binary frames — compact telemetry frames (decoded into columns) or gzip
+//!   of a JSON message.
 //! - [`ingest`]: one telemetry batch -> one transaction (dedup on `(node_id, seq)`, 10 s
 //!   aggregates, billing counts, the node's dropped total), acked after commit.
 //! - [`rollup`]: 10 s buckets rolled into minute, hour and day buckets, and retention.
 //! - [`query`]: `POST /v2/analytics/metrics` requests, validated and answered.
 //! - [`sketch`]: the mergeable latency sketch stored in every aggregate row.
 
+pub mod frame;
 pub mod ingest;
 pub mod query;
 pub mod rollup;
