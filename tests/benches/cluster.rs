@@ -217,6 +217,7 @@ async fn run(sessions: usize) -> anyhow::Result<()> {
                 hostname: format!("bench-{i}"),
                 version: env!("CARGO_PKG_VERSION"),
                 cluster: None,
+                fallback: None,
             },
         ));
     }

@@ -22,6 +22,8 @@ pub struct DataPlaneOptions {
     pub declarative_yaml: Option<String>,
     /// Extra `key = "value"` settings lines.
     pub extra: Vec<(String, String)>,
+    /// Extra environment variables (e.g. AWS settings pointing at moto).
+    pub env: Vec<(String, String)>,
 }
 
 /// A data plane process, restartable on the same prefix and ports.
@@ -31,6 +33,7 @@ pub struct DataPlaneProcess {
     /// Status address.
     pub status: SocketAddr,
     prefix: PathBuf,
+    env: Vec<(String, String)>,
     child: Option<Child>,
     _dir: tempfile::TempDir,
 }
@@ -88,6 +91,7 @@ impl DataPlaneProcess {
             proxy,
             status,
             prefix,
+            env: options.env,
             child: None,
             _dir: dir,
         };
@@ -116,6 +120,7 @@ impl DataPlaneProcess {
     async fn launch(&mut self) {
         let mut cmd = Command::new(binary("fleetgate-dp"));
         cmd.arg("--conf").arg(self.conf_path());
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let ready = format!("http://{}/status", self.status);
         let log = self.log_path();
         self.child = Some(spawn_logged(&mut cmd, &log, &ready, "the data plane").await);

@@ -82,6 +82,33 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// Everything moto logged (one line per request), for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._log.path()).unwrap_or_default()
+    }
+
+    /// An S3 object's bytes (signed request, as moto refuses anonymous reads), or `None`.
+    pub async fn get_object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        use object_store::ObjectStoreExt as _;
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_bucket_name(bucket)
+            .with_region(MOTO_REGION)
+            .with_access_key_id(MOTO_ACCESS_KEY)
+            .with_secret_access_key(MOTO_SECRET_KEY)
+            .build()
+            .expect("an S3 client for moto");
+        let path = object_store::path::Path::from(key);
+        match store.get(&path).await {
+            Ok(result) => Some(result.bytes().await.expect("read the object").to_vec()),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => panic!("get s3://{bucket}/{key} from moto: {e}"),
+        }
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -183,6 +183,7 @@ async fn a_restarted_data_plane_serves_its_cache_then_declarative_then_nothing_w
         server_name: Some("localhost".into()),
         declarative_yaml: Some(declarative),
         extra: fast_cluster(&[]),
+        ..Default::default()
     })
     .await;
     cp.create_service_and_route(&cp_id, "cached", upstream.addr, "/cached")
@@ -250,6 +251,7 @@ async fn a_corrupt_cache_is_moved_aside_and_the_next_source_is_used() {
             local.addr
         )),
         extra: fast_cluster(&[]),
+        ..Default::default()
     })
     .await;
     cp.create_service_and_route(&cp_id, "c", upstream.addr, "/c")

@@ -97,7 +97,11 @@ async fn every_wrong_identity_is_refused_with_a_logged_reason() {
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(good.ca.as_bytes()) {
         roots.add(cert.expect("CA PEM")).expect("trust the CA");
     }
-    let config = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+    // An explicit provider: the workspace build enables two (ring, and aws-lc-rs for AWS).
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
         .with_root_certificates(roots)
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));

@@ -63,11 +63,15 @@ fn upstream_tls_config(verify: bool) -> Arc<rustls::ClientConfig> {
         let roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
-        rustls::ClientConfig::builder()
+        rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
             .with_root_certificates(roots)
             .with_no_client_auth()
     } else {
-        rustls::ClientConfig::builder()
+        rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerification::new()))
             .with_no_client_auth()

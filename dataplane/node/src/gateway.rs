@@ -258,6 +258,32 @@ impl Gateway {
         }
     }
 
+    /// [`Self::apply_from_control_plane`] only while the running config is still `expected`:
+    /// a config compiled slowly off to the side (a fallback import) must never replace one
+    /// the control plane pushed meanwhile. `Ok(None)` when it lost that race.
+    pub fn apply_unless_replaced(
+        &self,
+        expected: &Arc<CompiledConfig>,
+        config: GatewayConfig,
+        source: ConfigSource,
+        version: Option<i64>,
+        control_plane_id: Option<Uuid>,
+    ) -> Result<Option<ConfigHash>, ApplyError> {
+        let mut compiled = compile(config, source, &self.counters, &self.health, &self.clients)
+            .inspect_err(|_| self.metrics.config_outcome(false))?;
+        compiled.version = version;
+        compiled.control_plane_id = control_plane_id.unwrap_or_default();
+        let hash = compiled.hash.clone();
+        let previous = self.current.compare_and_swap(expected, Arc::new(compiled));
+        if !Arc::ptr_eq(&previous, expected) {
+            return Ok(None);
+        }
+        self.loaded.store(true, Ordering::Release);
+        self.metrics.config_outcome(true);
+        tracing::info!(%hash, ?source, "config applied");
+        Ok(Some(hash))
+    }
+
     /// Reads, validates and applies a Kong-format declarative file.
     pub fn apply_declarative_file(&self, path: &Path) -> Result<ConfigHash, ApplyError> {
         let config = read_declarative(path)?;

@@ -5,6 +5,7 @@ pub mod balancer;
 pub mod cache;
 pub mod cluster;
 pub mod connector;
+pub mod fallback;
 pub mod gateway;
 pub mod idle;
 pub mod license;
@@ -49,6 +50,9 @@ pub struct DataPlane {
     settings: Settings,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Fallback import/export: stopped, not awaited, at shutdown (an export window may be
+    /// a minute long).
+    fallback_tasks: Vec<tokio::task::JoinHandle<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -75,6 +79,7 @@ impl DataPlane {
             hostname: hostname(),
             version: env!("CARGO_PKG_VERSION"),
             cluster: None,
+            fallback: None,
         };
         // Read the cluster material before anything binds, so a bad file fails start-up.
         let client_settings = ClientSettings::from_settings(&settings)?;
@@ -85,7 +90,11 @@ impl DataPlane {
         // Keeps the buffer bounded even while no control plane session drains it.
         gateway.telemetry.start_flusher();
         load_license(&gateway, &settings.prefix);
-        load_startup_config(&gateway, &settings)?;
+        let loaded = load_startup_config(&gateway, &settings)?;
+        let fallback_storage = open_fallback_storage(&settings)?;
+        node.fallback = fallback_storage
+            .as_ref()
+            .map(|storage| fallback::FallbackStatus::new(storage.location()));
         // Dial the control plane regardless of what was loaded: a pushed config always
         // replaces a local one.
         let cluster = client_settings.map(|client| {
@@ -98,6 +107,39 @@ impl DataPlane {
             node.cluster = Some(handle.state());
             handle
         });
+        let mut fallback_tasks = Vec::new();
+        if let (Some(storage), Some(status)) = (&fallback_storage, &node.fallback) {
+            if settings.fallback.import && !loaded {
+                fallback_tasks.push(tokio::spawn(fallback::import_at_start(
+                    storage.clone(),
+                    gateway.clone(),
+                    cluster.as_ref().map(ClusterHandle::state),
+                    status.clone(),
+                )));
+            }
+            match (&cluster, settings.fallback.export) {
+                (Some(cluster), true) => fallback_tasks.push(fallback::spawn_exporter(
+                    storage.clone(),
+                    settings.fallback.export_delay,
+                    node.node_id,
+                    cluster.applied(),
+                    status.clone(),
+                )),
+                (None, true) => tracing::warn!(
+                    "cluster_fallback_config_export is on but this node has no cluster_control_plane: only configs pushed by a control plane are exported"
+                ),
+                _ => {}
+            }
+        }
+        if !loaded && fallback_tasks.is_empty() {
+            // No config at all: run empty (404 for everything) and say so.
+            tracing::info!("no cached, declarative or fallback config: every request gets 404 until the control plane pushes one");
+        }
+        // With an import pending, the node is ready once the import has had its chance.
+        let import_pending = settings.fallback.import && fallback_storage.is_some();
+        if !loaded && !import_pending {
+            gateway.mark_loaded();
+        }
         let node = Arc::new(node);
         let (stop, stopped) = watch::channel(false);
         let workers = settings.proxy_workers.max(1);
@@ -143,6 +185,7 @@ impl DataPlane {
             settings,
             stop,
             tasks,
+            fallback_tasks,
             workers: workers_threads,
         })
     }
@@ -168,6 +211,9 @@ impl DataPlane {
 
     /// Stops accepting, lets in-flight requests finish, and waits for the listeners.
     pub async fn shutdown(self) {
+        for task in &self.fallback_tasks {
+            task.abort();
+        }
         if let Some(cluster) = self.cluster {
             cluster.shutdown().await;
         }
@@ -185,10 +231,10 @@ impl DataPlane {
     }
 }
 
-/// Start-up order (DESIGN §5): a valid cache, then `declarative_config`, then fallback
-/// storage, then empty (404 for everything). A corrupt cache is moved aside by
+/// Start-up order (DESIGN §5): a valid cache, then `declarative_config`; false when neither
+/// gave a config (fallback storage, then empty, come next). A corrupt cache is moved aside by
 /// [`cache::load`] and the next source is tried.
-fn load_startup_config(gateway: &Gateway, settings: &Settings) -> anyhow::Result<()> {
+fn load_startup_config(gateway: &Gateway, settings: &Settings) -> anyhow::Result<bool> {
     match cache::load(&settings.prefix) {
         cache::CacheLoad::Valid(valid) => {
             let cache::ValidCache {
@@ -205,7 +251,7 @@ fn load_startup_config(gateway: &Gateway, settings: &Settings) -> anyhow::Result
             ) {
                 Ok(_) => {
                     tracing::info!(%hash, version, "running the cached config from the control plane");
-                    return Ok(());
+                    return Ok(true);
                 }
                 // Intact but not compilable by this build (e.g. written by another version):
                 // treat like a bad cache and fall through.
@@ -220,22 +266,23 @@ fn load_startup_config(gateway: &Gateway, settings: &Settings) -> anyhow::Result
     }
     if let Some(path) = &settings.declarative_config {
         gateway.apply_declarative_file(path)?;
-        return Ok(());
+        return Ok(true);
     }
-    if let Some(config) = fallback_config(settings) {
-        gateway.apply(config, ConfigSource::Fallback)?;
-        return Ok(());
-    }
-    // No config at all: run empty (404 for everything) and say so.
-    tracing::info!("no cached, declarative or fallback config: every request gets 404 until the control plane pushes one");
-    gateway.mark_loaded();
-    Ok(())
+    Ok(false)
 }
 
-/// Hook for `cluster_fallback_config_storage` import (a later issue): the config to start
-/// with when there is no cache and the control plane is unreachable. None for now.
-fn fallback_config(_settings: &Settings) -> Option<fleetgate_config::GatewayConfig> {
-    None
+/// Opens `cluster_fallback_config_storage` when import or export uses it; a storage that
+/// cannot be opened (bad directory, bad S3 settings) fails start-up naming it.
+fn open_fallback_storage(
+    settings: &Settings,
+) -> anyhow::Result<Option<Arc<fallback::FallbackStorage>>> {
+    let fallback = &settings.fallback;
+    match &fallback.storage {
+        Some(url) if fallback.import || fallback.export => Ok(Some(Arc::new(
+            fallback::FallbackStorage::open(url).context("cluster_fallback_config_storage")?,
+        ))),
+        _ => Ok(None),
+    }
 }
 
 /// Installs the license stored with the cache, if any; a bad file is logged and ignored.

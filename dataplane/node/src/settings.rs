@@ -104,6 +104,8 @@ pub struct Settings {
     pub cluster_ping_interval: Duration,
     /// Random reconnect delay range.
     pub cluster_reconnect_delay: (Duration, Duration),
+    /// `cluster_fallback_config_*`: import/export of the config through object storage.
+    pub fallback: crate::fallback::FallbackSettings,
     /// Every raw value, for the settings later issues add behaviour to.
     pub raw: BTreeMap<String, String>,
 }
@@ -288,6 +290,7 @@ impl Settings {
                 get("cluster_ping_interval").unwrap_or("30s"),
             )?,
             cluster_reconnect_delay: (lo, hi),
+            fallback: crate::fallback::FallbackSettings::from_raw(&raw)?,
             raw,
         })
     }

@@ -25,6 +25,8 @@ pub struct NodeInfo {
     /// The cluster link's state, when the node has a `cluster_control_plane` (ignored by
     /// [`crate::cluster::ClusterClient::spawn`], which publishes it).
     pub cluster: Option<watch::Receiver<ClusterState>>,
+    /// Fallback storage import/export, when configured.
+    pub fallback: Option<Arc<crate::fallback::FallbackStatus>>,
 }
 
 /// Answers one status request.
@@ -63,6 +65,7 @@ pub fn handle(
                 "last_error": cluster.last_error,
                 "license": gateway.license.status_json(),
                 "telemetry": gateway.telemetry.status(),
+                "fallback": node.fallback.as_ref().map(|f| f.view()),
                 "requests_total": gateway.metrics.total_requests(),
             });
             json_response(StatusCode::OK, body)

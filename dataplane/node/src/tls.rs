@@ -100,10 +100,18 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
+/// The crypto provider of every TLS config the node builds, named explicitly: another crate
+/// in the same build (the AWS clients of object storage) enables a second provider, and then
+/// rustls cannot pick a process default on its own.
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
 /// The server TLS config of the HTTPS proxy listener (HTTP/2 and HTTP/1.1 by ALPN).
 pub fn server_config(gateway: Arc<Gateway>) -> Arc<rustls::ServerConfig> {
-    // The ring provider is the only one compiled in, so the builder picks it.
-    let mut config = rustls::ServerConfig::builder()
+    let mut config = rustls::ServerConfig::builder_with_provider(crypto_provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SniResolver { gateway }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

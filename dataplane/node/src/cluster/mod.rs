@@ -18,6 +18,7 @@ use rand::Rng;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::fallback::ExportedConfig;
 use crate::gateway::Gateway;
 use crate::settings::Settings;
 use crate::status::NodeInfo;
@@ -112,6 +113,7 @@ pub struct ClusterState {
 #[derive(Debug)]
 pub struct ClusterHandle {
     state: watch::Receiver<ClusterState>,
+    applied: watch::Receiver<Option<Arc<ExportedConfig>>>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -120,6 +122,12 @@ impl ClusterHandle {
     /// The link's state; `changed()` wakes on every update.
     pub fn state(&self) -> watch::Receiver<ClusterState> {
         self.state.clone()
+    }
+
+    /// The newest config this client applied from a push (for the fallback exporter);
+    /// `changed()` wakes on each one.
+    pub fn applied(&self) -> watch::Receiver<Option<Arc<ExportedConfig>>> {
+        self.applied.clone()
     }
 
     /// Closes the session (if any) and stops reconnecting.
@@ -140,6 +148,7 @@ pub(crate) struct Link {
     pub(crate) prefix: PathBuf,
     pub(crate) node: NodeInfo,
     pub(crate) state: watch::Sender<ClusterState>,
+    pub(crate) applied: watch::Sender<Option<Arc<ExportedConfig>>>,
 }
 
 impl ClusterClient {
@@ -155,16 +164,19 @@ impl ClusterClient {
         gateway.telemetry.start_flusher();
         let (state, state_rx) = watch::channel(ClusterState::default());
         let (stop, stop_rx) = watch::channel(false);
+        let (applied, applied_rx) = watch::channel(None);
         let link = Link {
             settings,
             gateway,
             prefix,
             node,
             state,
+            applied,
         };
         let task = tokio::spawn(run(link, stop_rx));
         ClusterHandle {
             state: state_rx,
+            applied: applied_rx,
             stop,
             task,
         }

@@ -20,6 +20,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::{tls, Link};
 use crate::cache::{self, CachedConfig};
+use crate::fallback::ExportedConfig;
 use crate::gateway::ConfigSource;
 use crate::license::now_unix;
 use crate::telemetry::SentBatch;
@@ -130,8 +131,15 @@ fn msg_type(msg: &DpMessage) -> &'static str {
     msg.message_type()
 }
 
+/// The hash of the control plane config this node runs: `""` while it runs a local one
+/// (declarative, fallback, empty) — even one with the same content — so the control plane
+/// pushes its config, which then replaces the local one, becomes the cache and is exported.
 fn running_hash(link: &Link) -> String {
-    link.gateway.current().hash.to_string()
+    let current = link.gateway.current();
+    match current.source {
+        ConfigSource::Cp | ConfigSource::Cache => current.hash.to_string(),
+        ConfigSource::Declarative | ConfigSource::Fallback | ConfigSource::Empty => String::new(),
+    }
 }
 
 /// A heartbeat: the running hash and how many telemetry records wait on this node.
@@ -274,7 +282,10 @@ async fn handle(link: &Link, ws: &mut Ws, message: CpMessage) -> Result<(), Sess
             .await
             .unwrap_or_else(|e| Err(vec![format!("applying the config panicked: {e}")]));
             match outcome {
-                Ok(()) => {
+                Ok(applied) => {
+                    if let Some(applied) = applied {
+                        link.applied.send_replace(Some(Arc::new(applied)));
+                    }
                     link.state
                         .send_modify(|s| s.applied_hash = Some(config_hash.clone()));
                     send(ws, &DpMessage::Applied { config_hash }).await?;
@@ -337,13 +348,14 @@ struct Pushed<'a> {
     control_plane_id: Option<uuid::Uuid>,
 }
 
-/// Checks, applies and caches one pushed config. The running config stays on any error.
+/// Checks, applies and caches one pushed config; gives the config for the fallback exporter,
+/// or `None` when the node already ran it. The running config stays on any error.
 fn apply_reconfigure(
     gateway: &Arc<crate::Gateway>,
     prefix: &std::path::Path,
     pushed: Pushed<'_>,
     config: serde_json::Value,
-) -> Result<(), Vec<String>> {
+) -> Result<Option<ExportedConfig>, Vec<String>> {
     let Pushed {
         version,
         config_hash,
@@ -356,10 +368,14 @@ fn apply_reconfigure(
             tracing::warn!(error = %format!("{e:#}"), "could not remember the control plane id");
         }
     }
-    if gateway.current().hash.as_str() == config_hash {
+    let current = gateway.current();
+    if current.hash.as_str() == config_hash
+        && matches!(current.source, ConfigSource::Cp | ConfigSource::Cache)
+    {
         // Already running it (e.g. from the cache after a restart): nothing to swap.
-        return Ok(());
+        return Ok(None);
     }
+    drop(current);
     let config: GatewayConfig =
         serde_json::from_value(config).map_err(|e| vec![format!("config: does not parse: {e}")])?;
     config.validate().map_err(|errors| {
@@ -386,7 +402,12 @@ fn apply_reconfigure(
     if let Err(e) = cache::write(prefix, &cached) {
         tracing::warn!(error = %format!("{e:#}"), "could not write the config cache");
     }
-    Ok(())
+    Ok(Some(ExportedConfig {
+        control_plane_id,
+        version,
+        hash: cached.hash,
+        canonical_json: cached.canonical_json,
+    }))
 }
 
 async fn install_license(link: &Link, blob: String) {

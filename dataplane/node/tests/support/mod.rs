@@ -243,10 +243,13 @@ pub async fn https_upstream() -> SocketAddr {
         .collect::<Result<Vec<_>, _>>()
         .expect("cert");
     let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server config");
+    let config =
+        rustls::ServerConfig::builder_with_provider(fleetgate_dataplane::tls::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server config");
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
