@@ -211,6 +211,9 @@ async fn a_restarted_data_plane_serves_its_cache_then_declarative_then_nothing_w
     cp.start_again().await;
     dp.wait_for_hash(&expected, WAIT).await;
     assert_eq!(dp.status().await["config_source"], "cp");
+    // ...and is the cache again (the same content as the declarative-era hash would not
+    // have stopped the push: a local config is never taken for the control plane's).
+    dp.wait_for_cache(&expected, WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
