@@ -72,18 +72,19 @@ fg_ensure_command() {
     fi
 }
 
-# A Python venv at $1 with schemathesis==$2 in it; reused when it already has that version.
+# A Python venv at $1 with distribution $2 at version $3 in it, installed as requirement $4
+# (e.g. with extras) and importable as module $5; reused when it already has that version.
 fg_ensure_venv() {
-    local venv="$1" version="$2"
+    local venv="$1" dist="$2" version="$3" requirement="$4" module="$5"
     if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c '
-import sys
+import importlib, sys
 from importlib.metadata import version
-import schemathesis  # noqa: F401  (importable, not just installed)
-sys.exit(version("schemathesis") != sys.argv[1])
-' "$version" >/dev/null 2>&1; then
+importlib.import_module(sys.argv[3])  # importable, not just installed
+sys.exit(version(sys.argv[1]) != sys.argv[2])
+' "$dist" "$version" "$module" >/dev/null 2>&1; then
         return 0
     fi
-    echo "-- installing schemathesis $version into $venv"
+    echo "-- installing $requirement into $venv"
     fg_ensure_command python3
     if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
         fg_apt_install python3-venv
@@ -95,6 +96,5 @@ sys.exit(version("schemathesis") != sys.argv[1])
     mkdir -p "$(dirname "$venv")"
     [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
     PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-        "$venv/bin/python" -m pip install -q "schemathesis==$version"
-    "$venv/bin/schemathesis" --version
+        "$venv/bin/python" -m pip install -q "$requirement"
 }

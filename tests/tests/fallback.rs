@@ -107,6 +107,25 @@ async fn node(
     .await
 }
 
+/// A node that exports every pushed config, at most once per `window`.
+async fn exporter(
+    cp_endpoint: String,
+    creds: &DpCredentials,
+    storage: &Storage,
+    window: &str,
+) -> DataPlaneProcess {
+    node(
+        cp_endpoint,
+        creds,
+        Some(storage),
+        &[
+            ("cluster_fallback_config_export", "on"),
+            ("cluster_fallback_config_export_delay", window),
+        ],
+    )
+    .await
+}
+
 async fn wait_for_status(dp: &DataPlaneProcess, what: &str, check: impl Fn(&Value) -> bool) {
     eventually(WAIT, what, || async {
         let status = dp.status().await;
@@ -125,16 +144,7 @@ async fn a_new_node_starts_from_the_exported_config_while_the_control_plane_is_d
     let mut cp = ControlPlaneProcess::start(&["--cluster-ping-interval", "1s"]).await;
     let cp_id = cp.create_control_plane("prod", "pinned_client_certs").await;
     let creds = cp.dp_credentials(&cp_id).await;
-    let exporter = node(
-        cp.cluster_endpoint(),
-        &creds,
-        Some(&storage),
-        &[
-            ("cluster_fallback_config_export", "on"),
-            ("cluster_fallback_config_export_delay", "1s"),
-        ],
-    )
-    .await;
+    let exporter = exporter(cp.cluster_endpoint(), &creds, &storage, "1s").await;
     cp.create_service_and_route(&cp_id, "exported", upstream.addr, "/exported")
         .await;
     let exported = cp.expected_hash(&cp_id).await;
@@ -217,16 +227,7 @@ async fn ten_changes_within_the_export_window_are_written_once_with_the_newest()
     cp.create_service_and_route(&cp_id, "first", upstream.addr, "/first")
         .await;
     let first = cp.expected_hash(&cp_id).await;
-    let exporter = node(
-        cp.cluster_endpoint(),
-        &creds,
-        Some(&storage),
-        &[
-            ("cluster_fallback_config_export", "on"),
-            ("cluster_fallback_config_export_delay", "6s"),
-        ],
-    )
-    .await;
+    let exporter = exporter(cp.cluster_endpoint(), &creds, &storage, "6s").await;
     wait_for_status(&exporter, "the first export", |s| {
         s["fallback"]["exports"] == 1 && s["fallback"]["last_export_hash"] == first.as_str()
     })
@@ -281,16 +282,7 @@ async fn a_bad_fallback_object_is_refused_with_a_clear_log_and_the_next_source_i
     let cp_id = cp.create_control_plane("prod", "pinned_client_certs").await;
     let creds = cp.dp_credentials(&cp_id).await;
     let storage = Storage::file();
-    let exporter = node(
-        cp.cluster_endpoint(),
-        &creds,
-        Some(&storage),
-        &[
-            ("cluster_fallback_config_export", "on"),
-            ("cluster_fallback_config_export_delay", "1s"),
-        ],
-    )
-    .await;
+    let exporter = exporter(cp.cluster_endpoint(), &creds, &storage, "1s").await;
     cp.create_service_and_route(&cp_id, "good", upstream.addr, "/good")
         .await;
     let hash = cp.expected_hash(&cp_id).await;
