@@ -415,7 +415,8 @@ pub trait CloudProvider: Send + Sync {
 
     // --- transit gateways ---------------------------------------------------------------
 
-    /// Attachments tagged with the network id (deleted ones left out).
+    /// Attachments of the network's VPCs: tagged with the network id, or untagged (deleted
+    /// ones left out).
     async fn find_transit_gateway_attachments(
         &self,
         region: &str,

@@ -78,10 +78,24 @@ impl RetryPolicy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ProviderError>>,
     {
+        self.run_attempts(step, |_| attempt()).await
+    }
+
+    /// [`Self::run`], telling the step which attempt (1-based) this is. A step can then use
+    /// what its pass already read on the first attempt and read afresh only when retrying.
+    pub async fn run_attempts<T, F, Fut>(
+        &self,
+        step: &str,
+        mut attempt: F,
+    ) -> Result<T, ProviderError>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
         let max_attempts = self.max_attempts.max(1);
         let mut n = 1;
         loop {
-            match attempt().await {
+            match attempt(n).await {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retryable() && n < max_attempts => {
                     let delay = self.delay(n);

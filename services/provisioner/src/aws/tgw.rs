@@ -6,7 +6,7 @@ use aws_sdk_ec2::types::{Filter, ResourceType};
 use aws_sdk_ec2::Client;
 use uuid::Uuid;
 
-use super::{classify, gone_is_ok, missing, tag, tag_filter, tag_spec, tag_value};
+use super::{classify, gone_is_ok, missing, tag, tag_spec, tag_value};
 use crate::error::ProviderError;
 use crate::provider::{tags, TransitGatewayAttachment};
 use crate::types::TransitGatewaySpec;
@@ -33,31 +33,22 @@ pub(super) async fn find_attachments(
 ) -> Result<Vec<TransitGatewayAttachment>, ProviderError> {
     const OP: &str = "describe transit gateway vpc attachments";
     let network = network_id.to_string();
+    // Looked up by the network's VPCs (a server-side filter every endpoint applies) rather than
+    // by tag: moto ignores tag filters on this call and drops the tags given at create.
+    let vpc_ids: Vec<String> = super::network::find_vpcs(client, network_id)
+        .await?
+        .into_iter()
+        .map(|v| v.id)
+        .collect();
+    if vpc_ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let attachments = client
         .describe_transit_gateway_vpc_attachments()
-        .filters(tag_filter(tags::NETWORK_ID, network.clone()))
-        // Deleted attachments stay listed for a while on AWS; they are history, not state.
         .filters(
             Filter::builder()
-                .name("state")
-                .set_values(Some(
-                    [
-                        "initiating",
-                        "initiatingRequest",
-                        "pendingAcceptance",
-                        "rollingBack",
-                        "pending",
-                        "available",
-                        "modifying",
-                        "deleting",
-                        "failed",
-                        "failing",
-                        "rejected",
-                        "rejecting",
-                    ]
-                    .map(String::from)
-                    .to_vec(),
-                ))
+                .name("vpc-id")
+                .set_values(Some(vpc_ids))
                 .build(),
         )
         .into_paginator()
@@ -68,9 +59,11 @@ pub(super) async fn find_attachments(
         .map_err(|e| classify(OP, e))?;
     Ok(attachments
         .iter()
-        // Checked here too: moto ignores tag filters on this call.
-        .filter(|a| tag_value(a.tags(), tags::NETWORK_ID) == Some(network.as_str()))
+        // Only Fleetgate's own attachments of the network's VPCs (an untagged one is ours too:
+        // nobody else attaches these VPCs).
+        .filter(|a| tag_value(a.tags(), tags::NETWORK_ID).is_none_or(|n| n == network.as_str()))
         .filter_map(attachment_view)
+        // Deleted attachments stay listed for a while on AWS; they are history, not state.
         .filter(|a| a.state != "deleted")
         .collect())
 }
@@ -93,13 +86,32 @@ pub(super) async fn create_attachment(
         .transit_gateway_id(&attachment.transit_gateway_id)
         .vpc_id(vpc_id)
         .set_subnet_ids(Some(subnet_ids.to_vec()))
-        .tag_specifications(tag_spec(ResourceType::TransitGatewayAttachment, tags))
+        .tag_specifications(tag_spec(
+            ResourceType::TransitGatewayAttachment,
+            tags.clone(),
+        ))
         .send()
         .await
         .map_err(|e| classify(OP, e))?;
-    out.transit_gateway_vpc_attachment()
-        .and_then(attachment_view)
-        .ok_or_else(|| missing(OP, "attachment"))
+    let created = out
+        .transit_gateway_vpc_attachment()
+        .ok_or_else(|| missing(OP, "attachment"))?;
+    let mut view = attachment_view(created).ok_or_else(|| missing(OP, "attachment id"))?;
+    if view.fleetgate_id.is_none() {
+        // EC2 tags in the create call. moto 5.2 drops those tags (it reads them under the
+        // wrong resource type), so they are added here; without them a census by tag would
+        // miss the attachment.
+        tracing::debug!(attachment = %view.id, "the endpoint dropped the create-time tags; tagging now");
+        client
+            .create_tags()
+            .resources(&view.id)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| classify("tag transit gateway vpc attachment", e))?;
+        view.fleetgate_id = Some(attachment.id);
+    }
+    Ok(view)
 }
 
 pub(super) async fn delete_attachment(

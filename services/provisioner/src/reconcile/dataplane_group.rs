@@ -294,9 +294,6 @@ async fn launch_into_slot(
     plan: &SlotPlan,
     membership: &dyn ClusterMembership,
 ) -> Result<Instance, ReconcileError> {
-    let p = &ctx.provider;
-    let region = group.region.as_str();
-    let owner = InstanceOwner::Configuration(group.configuration_id);
     // Nodes spread over the zones in order: slot 0 in the first subnet, slot 1 in the next…
     let subnet_id = network.subnet_ids[slot as usize % network.subnet_ids.len()].clone();
     let join_token = membership
@@ -317,24 +314,8 @@ async fn launch_into_slot(
             &format!("node/{slot}/after/{after}"),
         ),
     };
-    let find_live = || async {
-        Ok::<_, ProviderError>(
-            p.find_instances(region, owner)
-                .await?
-                .into_iter()
-                .find(|i| i.slot == Some(slot) && i.state.is_some_and(InstanceState::is_live)),
-        )
-    };
     let step = format!("launch gateway node into slot {slot}");
-    let launched = ctx
-        .retry
-        .run(&step, || async {
-            if let Some(existing) = find_live().await? {
-                return Ok(existing);
-            }
-            p.launch_instance(&launch).await
-        })
-        .await;
+    let launched = launch_once(ctx, &step, &launch).await;
     let stale = match &launched {
         // EC2 answers an idempotent repeat with the original instance: one that is already gone
         // means the token was used by an earlier, since-terminated launch.
@@ -351,14 +332,34 @@ async fn launch_into_slot(
         group.configuration_id,
         &format!("node/{slot}/fresh/{}", Uuid::new_v4()),
     );
-    let instance = ctx
-        .retry
-        .run(&step, || async {
-            if let Some(existing) = find_live().await? {
-                return Ok(existing);
+    Ok(launch_once(ctx, &step, &launch).await?)
+}
+
+/// Launches one node, retried. The pass already saw the slot empty, so the first attempt
+/// launches at once; a retry first looks for the instance an earlier attempt may have made
+/// (its answer lost), by the slot tag.
+async fn launch_once(
+    ctx: &ReconcileContext,
+    step: &str,
+    launch: &LaunchRequest,
+) -> Result<Instance, ProviderError> {
+    let p = &ctx.provider;
+    let owner = InstanceOwner::Configuration(launch.group.configuration_id);
+    ctx.retry
+        .run_attempts(step, |attempt| async move {
+            if attempt > 1 {
+                let existing = p
+                    .find_instances(&launch.group.region, owner)
+                    .await?
+                    .into_iter()
+                    .find(|i| {
+                        i.slot == Some(launch.slot) && i.state.is_some_and(InstanceState::is_live)
+                    });
+                if let Some(existing) = existing {
+                    return Ok(existing);
+                }
             }
-            p.launch_instance(&launch).await
+            p.launch_instance(launch).await
         })
-        .await?;
-    Ok(instance)
+        .await
 }

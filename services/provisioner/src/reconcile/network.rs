@@ -7,11 +7,13 @@ use std::collections::HashSet;
 use ipnet::Ipv4Net;
 use uuid::Uuid;
 
-use super::network_teardown::{teardown, Keep, Teardown};
+use super::network_teardown::{teardown, Keep, NetworkInventory, Teardown};
 use super::{user_must_act, ReconcileContext};
 use crate::cidr::carve_subnets;
 use crate::error::{ProviderError, ReconcileError};
-use crate::provider::{InternetGateway, RouteTable, RouteTarget, SecurityGroup, Subnet, Vpc};
+use crate::provider::{
+    InternetGateway, Route, RouteTable, RouteTarget, SecurityGroup, Subnet, Vpc,
+};
 use crate::state::NetworkState;
 use crate::types::{DataplaneGroupSpec, NetworkObserved, NetworkReport, NetworkSpec};
 
@@ -74,7 +76,8 @@ pub async fn delete_network(
     region: &str,
     network_id: Uuid,
 ) -> Result<NetworkReport, ReconcileError> {
-    let outcome = teardown(ctx, region, network_id, &Keep::default()).await?;
+    let inventory = NetworkInventory::read(ctx, region, network_id).await?;
+    let outcome = teardown(ctx, region, network_id, &Keep::default(), &inventory).await?;
     Ok(match outcome {
         Teardown::Done => NetworkReport {
             state: NetworkState::Terminated,
@@ -95,14 +98,17 @@ async fn converge(
 ) -> Result<NetworkReport, ReconcileError> {
     let carved = carve_subnets(network.cidr_block, network.availability_zones.len())
         .map_err(|e| ReconcileError::InvalidDesiredState(e.to_string()))?;
-    let vpc = ensure_vpc(ctx, network).await?;
+    // One read of everything up front; each step works from it and reads afresh only when it
+    // is retried, so a steady-state pass costs five describe calls.
+    let inv = NetworkInventory::read(ctx, &network.region, network.id).await?;
+    let vpc = ensure_vpc(ctx, network, &inv).await?;
     let mut subnets = Vec::with_capacity(carved.len());
     for (zone, cidr) in network.availability_zones.iter().zip(&carved) {
-        subnets.push(ensure_subnet(ctx, network, &vpc, zone, *cidr).await?);
+        subnets.push(ensure_subnet(ctx, network, &inv, &vpc, zone, *cidr).await?);
     }
-    let group = ensure_security_group(ctx, network, &vpc).await?;
-    let gateway = ensure_internet_gateway(ctx, network, &vpc).await?;
-    let table = ensure_route_table(ctx, network, &vpc, &subnets, &gateway).await?;
+    let group = ensure_security_group(ctx, network, &inv, &vpc).await?;
+    let gateway = ensure_internet_gateway(ctx, network, &inv, &vpc).await?;
+    let table = ensure_route_table(ctx, network, &inv, &vpc, &subnets, &gateway).await?;
 
     let keep = Keep {
         vpc_ids: HashSet::from([vpc.id.clone()]),
@@ -121,7 +127,7 @@ async fn converge(
     // Duplicates (left by a create whose answer was lost on an eventually consistent
     // endpoint) go last, once the kept set is complete.
     Ok(
-        match teardown(ctx, &network.region, network.id, &keep).await? {
+        match teardown(ctx, &network.region, network.id, &keep, &inv).await? {
             Teardown::Done => NetworkReport {
                 state: NetworkState::Ready,
                 reason: None,
@@ -136,15 +142,36 @@ async fn converge(
     )
 }
 
-async fn ensure_vpc(ctx: &ReconcileContext, network: &NetworkSpec) -> Result<Vpc, ProviderError> {
+/// Attempt 1 of a step uses what the pass read at its start; a retry reads afresh.
+async fn current<T: Clone, Fut>(
+    attempt: u32,
+    snapshot: &[T],
+    read: Fut,
+) -> Result<Vec<T>, ProviderError>
+where
+    Fut: std::future::Future<Output = Result<Vec<T>, ProviderError>>,
+{
+    if attempt == 1 {
+        Ok(snapshot.to_vec())
+    } else {
+        read.await
+    }
+}
+
+async fn ensure_vpc(
+    ctx: &ReconcileContext,
+    network: &NetworkSpec,
+    inv: &NetworkInventory,
+) -> Result<Vpc, ProviderError> {
     let p = &ctx.provider;
     let region = network.region.as_str();
     ctx.retry
-        .run("ensure vpc", || async {
-            let mut vpcs = p.find_vpcs(region, network.id).await?;
+        .run_attempts("ensure vpc", |attempt| async move {
+            let mut vpcs = current(attempt, &inv.vpcs, p.find_vpcs(region, network.id)).await?;
             if vpcs.len() > 1 {
                 // Keep the one most built on; the rest are removed as duplicates.
-                let subnets = p.find_subnets(region, network.id).await?;
+                let subnets =
+                    current(attempt, &inv.subnets, p.find_subnets(region, network.id)).await?;
                 let built_on = |v: &Vpc| subnets.iter().filter(|s| s.vpc_id == v.id).count();
                 vpcs.sort_by(|a, b| built_on(b).cmp(&built_on(a)).then(a.id.cmp(&b.id)));
             }
@@ -159,19 +186,21 @@ async fn ensure_vpc(ctx: &ReconcileContext, network: &NetworkSpec) -> Result<Vpc
 async fn ensure_subnet(
     ctx: &ReconcileContext,
     network: &NetworkSpec,
+    inv: &NetworkInventory,
     vpc: &Vpc,
     zone: &str,
     cidr: Ipv4Net,
 ) -> Result<Subnet, ProviderError> {
     let p = &ctx.provider;
+    let region = network.region.as_str();
     ctx.retry
-        .run(&format!("ensure subnet in {zone}"), || async {
-            let mut found: Vec<Subnet> = p
-                .find_subnets(&network.region, network.id)
-                .await?
-                .into_iter()
-                .filter(|s| s.vpc_id == vpc.id && s.availability_zone == zone)
-                .collect();
+        .run_attempts(&format!("ensure subnet in {zone}"), |attempt| async move {
+            let mut found: Vec<Subnet> =
+                current(attempt, &inv.subnets, p.find_subnets(region, network.id))
+                    .await?
+                    .into_iter()
+                    .filter(|s| s.vpc_id == vpc.id && s.availability_zone == zone)
+                    .collect();
             found.sort_by(|a, b| a.id.cmp(&b.id));
             match found.into_iter().next() {
                 Some(subnet) => Ok(subnet),
@@ -184,15 +213,16 @@ async fn ensure_subnet(
 async fn ensure_security_group(
     ctx: &ReconcileContext,
     network: &NetworkSpec,
+    inv: &NetworkInventory,
     vpc: &Vpc,
 ) -> Result<SecurityGroup, ProviderError> {
     let p = &ctx.provider;
     let region = network.region.as_str();
     let group = ctx
         .retry
-        .run("ensure security group", || async {
-            let mut found: Vec<SecurityGroup> = p
-                .find_security_groups(region, network.id)
+        .run_attempts("ensure security group", |attempt| async move {
+            let read = p.find_security_groups(region, network.id);
+            let mut found: Vec<SecurityGroup> = current(attempt, &inv.security_groups, read)
                 .await?
                 .into_iter()
                 .filter(|g| g.vpc_id == vpc.id)
@@ -208,6 +238,7 @@ async fn ensure_security_group(
         if group.open_tcp_ports.contains(&port) {
             continue;
         }
+        // Opening an open port succeeds, so a plain retry is safe here.
         ctx.retry
             .run(&format!("open tcp port {port}"), || {
                 p.open_tcp_port(region, &group.id, port)
@@ -220,14 +251,16 @@ async fn ensure_security_group(
 async fn ensure_internet_gateway(
     ctx: &ReconcileContext,
     network: &NetworkSpec,
+    inv: &NetworkInventory,
     vpc: &Vpc,
 ) -> Result<InternetGateway, ProviderError> {
     let p = &ctx.provider;
     let region = network.region.as_str();
     let gateway = ctx
         .retry
-        .run("ensure internet gateway", || async {
-            let mut found = p.find_internet_gateways(region, network.id).await?;
+        .run_attempts("ensure internet gateway", |attempt| async move {
+            let read = p.find_internet_gateways(region, network.id);
+            let mut found = current(attempt, &inv.internet_gateways, read).await?;
             // Attached to our VPC first, then unattached ones; one attached elsewhere is a
             // leftover of a duplicate VPC and goes with it.
             found.retain(|g| g.attached_vpc_ids.is_empty() || g.attached_vpc_ids.contains(&vpc.id));
@@ -244,9 +277,21 @@ async fn ensure_internet_gateway(
         })
         .await?;
     if !gateway.attached_vpc_ids.contains(&vpc.id) {
+        let gateway = &gateway;
         ctx.retry
-            .run("attach internet gateway", || {
+            .run_attempts("attach internet gateway", |attempt| async move {
+                if attempt > 1 {
+                    // A retried attach must not fail on its own earlier success.
+                    let now = p.find_internet_gateways(region, network.id).await?;
+                    if now
+                        .iter()
+                        .any(|g| g.id == gateway.id && g.attached_vpc_ids.contains(&vpc.id))
+                    {
+                        return Ok(());
+                    }
+                }
                 p.attach_internet_gateway(region, &gateway.id, &vpc.id)
+                    .await
             })
             .await?;
     }
@@ -256,6 +301,7 @@ async fn ensure_internet_gateway(
 async fn ensure_route_table(
     ctx: &ReconcileContext,
     network: &NetworkSpec,
+    inv: &NetworkInventory,
     vpc: &Vpc,
     subnets: &[Subnet],
     gateway: &InternetGateway,
@@ -264,9 +310,9 @@ async fn ensure_route_table(
     let region = network.region.as_str();
     let table = ctx
         .retry
-        .run("ensure route table", || async {
-            let mut found: Vec<RouteTable> = p
-                .find_route_tables(region, network.id)
+        .run_attempts("ensure route table", |attempt| async move {
+            let read = p.find_route_tables(region, network.id);
+            let mut found: Vec<RouteTable> = current(attempt, &inv.route_tables, read)
                 .await?
                 .into_iter()
                 .filter(|t| t.vpc_id == vpc.id)
@@ -283,53 +329,63 @@ async fn ensure_route_table(
             }
         })
         .await?;
+    // A retry of the steps below looks again first: a retried change must not fail on its
+    // own earlier success (an association or route that already exists).
+    let table_id = table.id.as_str();
+    let fresh_table = || async move {
+        Ok::<_, ProviderError>(
+            p.find_route_tables(region, network.id)
+                .await?
+                .into_iter()
+                .find(|t| t.id == table_id),
+        )
+    };
     for subnet in subnets {
         if table.associations.iter().any(|a| a.subnet_id == subnet.id) {
             continue;
         }
         ctx.retry
-            .run(
+            .run_attempts(
                 &format!("associate route table with {}", subnet.id),
-                || async {
-                    // Looked up again: a retried association must not fail on its own success.
-                    let current = p.find_route_tables(region, network.id).await?;
-                    let done = current.iter().any(|t| {
-                        t.id == table.id && t.associations.iter().any(|a| a.subnet_id == subnet.id)
-                    });
-                    if !done {
-                        p.associate_route_table(region, &table.id, &subnet.id)
-                            .await?;
+                |attempt| async move {
+                    if attempt > 1 {
+                        let now = fresh_table().await?;
+                        if now.is_some_and(|t| {
+                            t.associations.iter().any(|a| a.subnet_id == subnet.id)
+                        }) {
+                            return Ok(());
+                        }
                     }
-                    Ok(())
+                    p.associate_route_table(region, table_id, &subnet.id)
+                        .await
+                        .map(drop)
                 },
             )
             .await?;
     }
-    let default_route: Ipv4Net = Ipv4Net::default();
-    let wanted = RouteTarget::InternetGateway(gateway.id.clone());
-    match table.routes.iter().find(|r| r.destination == default_route) {
-        Some(route) if route.target == wanted => {}
-        existing => {
-            ctx.retry
-                .run("route 0.0.0.0/0 to the internet gateway", || async {
-                    let current = p.find_route_tables(region, network.id).await?;
-                    let now = current
-                        .iter()
-                        .find(|t| t.id == table.id)
-                        .and_then(|t| t.routes.iter().find(|r| r.destination == default_route));
-                    match now {
-                        Some(route) if route.target == wanted => return Ok(()),
-                        Some(_) => p.delete_route(region, &table.id, default_route).await?,
-                        None => {}
+    let default_route = Ipv4Net::default();
+    let wanted = &RouteTarget::InternetGateway(gateway.id.clone());
+    let is_default = |r: &&Route| r.destination == default_route;
+    if table.routes.iter().find(is_default).map(|r| &r.target) != Some(wanted) {
+        let snapshot = &table;
+        ctx.retry
+            .run_attempts("route 0.0.0.0/0 to the internet gateway", |attempt| async move {
+                let now = if attempt == 1 {
+                    Some(snapshot.clone())
+                } else {
+                    fresh_table().await?
+                };
+                match now.as_ref().and_then(|t| t.routes.iter().find(is_default)) {
+                    Some(route) if route.target == *wanted => return Ok(()),
+                    Some(route) => {
+                        tracing::info!(route_table = %table_id, from = ?route.target, to = ?wanted, "moving the default route to the network's internet gateway");
+                        p.delete_route(region, table_id, default_route).await?;
                     }
-                    p.create_route(region, &table.id, default_route, &wanted)
-                        .await
-                })
-                .await?;
-            if existing.is_some() {
-                tracing::info!(route_table = %table.id, gateway = %gateway.id, "default route moved to the network's internet gateway");
-            }
-        }
+                    None => {}
+                }
+                p.create_route(region, table_id, default_route, wanted).await
+            })
+            .await?;
     }
     Ok(table)
 }

@@ -11,8 +11,53 @@ use uuid::Uuid;
 
 use super::ReconcileContext;
 use crate::error::ProviderError;
-use crate::provider::InstanceOwner;
+use crate::provider::{InstanceOwner, InternetGateway, RouteTable, SecurityGroup, Subnet, Vpc};
 use crate::state::{AttachmentPhase, InstanceState};
+
+/// Every resource tagged with a network, as read at the start of a pass.
+#[derive(Debug, Clone, Default)]
+pub(super) struct NetworkInventory {
+    pub vpcs: Vec<Vpc>,
+    pub subnets: Vec<Subnet>,
+    pub security_groups: Vec<SecurityGroup>,
+    pub internet_gateways: Vec<InternetGateway>,
+    pub route_tables: Vec<RouteTable>,
+}
+
+impl NetworkInventory {
+    /// Five describe calls, each retried.
+    pub async fn read(
+        ctx: &ReconcileContext,
+        region: &str,
+        network_id: Uuid,
+    ) -> Result<Self, ProviderError> {
+        let p = &ctx.provider;
+        let r = &ctx.retry;
+        Ok(Self {
+            vpcs: r
+                .run("find vpcs", || p.find_vpcs(region, network_id))
+                .await?,
+            subnets: r
+                .run("find subnets", || p.find_subnets(region, network_id))
+                .await?,
+            security_groups: r
+                .run("find security groups", || {
+                    p.find_security_groups(region, network_id)
+                })
+                .await?,
+            internet_gateways: r
+                .run("find internet gateways", || {
+                    p.find_internet_gateways(region, network_id)
+                })
+                .await?,
+            route_tables: r
+                .run("find route tables", || {
+                    p.find_route_tables(region, network_id)
+                })
+                .await?,
+        })
+    }
+}
 
 /// Resources to leave alone; everything else tagged with the network is removed.
 #[derive(Debug, Default)]
@@ -40,35 +85,24 @@ pub(super) enum Teardown {
     Waiting(String),
 }
 
+/// Removes every resource in `inventory` that `keep` does not name. `inventory` is what the
+/// pass read at its start: resources the pass created since are all in `keep`.
 pub(super) async fn teardown(
     ctx: &ReconcileContext,
     region: &str,
     network_id: Uuid,
     keep: &Keep,
+    inventory: &NetworkInventory,
 ) -> Result<Teardown, ProviderError> {
     let p = &ctx.provider;
     let r = &ctx.retry;
-    let vpcs = r
-        .run("find vpcs", || p.find_vpcs(region, network_id))
-        .await?;
-    let subnets = r
-        .run("find subnets", || p.find_subnets(region, network_id))
-        .await?;
-    let groups = r
-        .run("find security groups", || {
-            p.find_security_groups(region, network_id)
-        })
-        .await?;
-    let gateways = r
-        .run("find internet gateways", || {
-            p.find_internet_gateways(region, network_id)
-        })
-        .await?;
-    let tables = r
-        .run("find route tables", || {
-            p.find_route_tables(region, network_id)
-        })
-        .await?;
+    let NetworkInventory {
+        vpcs,
+        subnets,
+        security_groups: groups,
+        internet_gateways: gateways,
+        route_tables: tables,
+    } = inventory;
 
     let doomed_vpcs: Vec<_> = vpcs
         .iter()

@@ -110,7 +110,12 @@ async fn find_mine_once(
         .find_transit_gateway_attachments(region, attachment.network_id)
         .await?
         .into_iter()
-        .filter(|a| a.fleetgate_id == Some(attachment.id))
+        // Ours by tag; an untagged attachment of the network to the same transit gateway is
+        // ours too (a VPC can be attached to a transit gateway only once).
+        .filter(|a| match a.fleetgate_id {
+            Some(id) => id == attachment.id,
+            None => a.transit_gateway_id == attachment.transit_gateway_id,
+        })
         .filter(|a| AttachmentPhase::from_provider(&a.state) != AttachmentPhase::Deleted)
         .collect();
     found.sort_by(|a, b| a.id.cmp(&b.id));
@@ -229,7 +234,7 @@ async fn converge_routes(
     attachment: &TransitGatewaySpec,
 ) -> Result<Result<Vec<Ipv4Net>, String>, ProviderError> {
     let p = &ctx.provider;
-    let target = RouteTarget::TransitGateway(attachment.transit_gateway_id.clone());
+    let target = &RouteTarget::TransitGateway(attachment.transit_gateway_id.clone());
     let wanted: HashSet<Ipv4Net> = attachment.cidr_blocks.iter().copied().collect();
     let tables = ctx
         .retry
@@ -239,7 +244,7 @@ async fn converge_routes(
         .await?;
     for table in &tables {
         for route in &table.routes {
-            if wanted.contains(&route.destination) && route.target != target {
+            if wanted.contains(&route.destination) && route.target != *target {
                 return Ok(Err(format!(
                     "route table {} already sends {} to {:?}; remove that route or change cidr_blocks",
                     table.id, route.destination, route.target
@@ -249,28 +254,31 @@ async fn converge_routes(
     }
     for table in &tables {
         for cidr in &attachment.cidr_blocks {
-            if has_route(table, *cidr, &target) {
+            if has_route(table, *cidr, target) {
                 continue;
             }
             ctx.retry
-                .run(
+                .run_attempts(
                     &format!("route {cidr} via {}", attachment.transit_gateway_id),
-                    || async {
-                        // Looked up again so a retry after a lost answer does not add it twice.
-                        let now = p.find_route_tables(region, attachment.network_id).await?;
-                        if now
-                            .iter()
-                            .any(|t| t.id == table.id && has_route(t, *cidr, &target))
-                        {
-                            return Ok(());
+                    |attempt| async move {
+                        // A retry looks again first, so a retry after a lost answer does not
+                        // fail on the route its first attempt made.
+                        if attempt > 1 {
+                            let now = p.find_route_tables(region, attachment.network_id).await?;
+                            if now
+                                .iter()
+                                .any(|t| t.id == table.id && has_route(t, *cidr, target))
+                            {
+                                return Ok(());
+                            }
                         }
-                        p.create_route(region, &table.id, *cidr, &target).await
+                        p.create_route(region, &table.id, *cidr, target).await
                     },
                 )
                 .await?;
         }
         for route in &table.routes {
-            if route.target == target && !wanted.contains(&route.destination) {
+            if route.target == *target && !wanted.contains(&route.destination) {
                 ctx.retry
                     .run(
                         &format!("delete route {} from {}", route.destination, table.id),
