@@ -1,12 +1,17 @@
 //! Networks against moto: ready with everything visible by tag, a second pass changes
 //! nothing, a zone the region does not have is the user's error, delete removes it all.
 
-use aws_sdk_ec2::types::Filter;
-use fleetgate_provisioner::reconcile::{delete_network, ensure_network_unused, reconcile_network};
-use fleetgate_provisioner::state::NetworkState;
-use fleetgate_provisioner::{tags, Operation};
+use std::sync::Arc;
 
-use crate::support::{census, group_spec, network_spec, region_totals, Census, Env, ZONES};
+use aws_sdk_ec2::types::Filter;
+use fleetgate_provisioner::aws::{AwsProvider, AwsSettings};
+use fleetgate_provisioner::reconcile::{
+    delete_network, ensure_network_unused, reconcile_network, ReconcileContext,
+};
+use fleetgate_provisioner::state::NetworkState;
+use fleetgate_provisioner::{tags, Operation, RetryPolicy};
+
+use crate::support::{census, group_spec, network_spec, region_totals, Census, Env, AMI, ZONES};
 
 #[tokio::test]
 async fn a_network_becomes_ready_with_its_vpc_and_subnets_visible_by_tag() {
@@ -193,4 +198,21 @@ async fn deleting_a_network_removes_every_resource_and_is_refused_while_in_use()
         .await
         .expect("delete again");
     assert_eq!(again.state, NetworkState::Terminated);
+}
+
+#[tokio::test]
+async fn the_provider_built_from_the_environment_reaches_the_endpoint_in_aws_endpoint_url() {
+    let env = Env::start().await;
+    // The standard chain: credentials, region and endpoint from the environment, as
+    // `fleetgate serve --cloud-provider aws` will load them. nextest runs each test in its own
+    // process, so this environment is this test's alone.
+    for (key, value) in env.aws_env() {
+        std::env::set_var(key, value);
+    }
+    let provider = AwsProvider::from_env(AwsSettings::with_ami(AMI)).await;
+    let ctx = ReconcileContext::new(Arc::new(provider)).with_retry(RetryPolicy::fast());
+    let network = network_spec("10.14.0.0/16");
+    let report = reconcile_network(&ctx, &network).await.expect("reconcile");
+    assert_eq!(report.state, NetworkState::Ready, "{report:?}");
+    assert_eq!(census(&env.ec2, network.id, None).await.vpcs, 1);
 }

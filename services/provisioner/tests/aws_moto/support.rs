@@ -75,6 +75,12 @@ impl Env {
         );
     }
 
+    /// What a process needs in its environment to reach this moto (`AWS_ENDPOINT_URL`,
+    /// static credentials, region).
+    pub fn aws_env(&self) -> Vec<(&'static str, String)> {
+        self._moto.aws_env()
+    }
+
     /// A context on the plain AWS provider, with millisecond backoff.
     pub fn ctx(&self) -> ReconcileContext {
         ReconcileContext::new(self.aws.clone()).with_retry(RetryPolicy::fast())
