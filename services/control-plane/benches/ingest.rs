@@ -160,15 +160,17 @@ impl Fixture {
     }
 }
 
-/// User + system CPU time of this process so far.
+/// CPU time of this process so far, all threads: the sum of each thread's run time from
+/// `/proc/self/task/*/schedstat` (nanoseconds; `/proc/self/stat` counts 10 ms ticks, too coarse
+/// for the ~100 ms slices the summary times). Threads that ended are not counted: the bench
+/// keeps its runtime and the store's connection threads for its whole run.
 fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the `(comm)` field; utime and stime are fields 14 and 15 (1-based).
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // The kernel reports clock ticks, 100 per second on Linux.
-    Some(Duration::from_millis(ticks * 10))
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
 }
 
 /// Decodes a frame as the session does; it must be a telemetry batch.
@@ -179,12 +181,21 @@ fn decode(frame: &[u8]) -> TelemetryBatch {
     }
 }
 
-/// Wall and CPU time spent on one path in the interleaved summary run.
+/// Records per second of one path in each round of the interleaved summary run.
 #[derive(Default)]
 struct Tally {
-    wall: Duration,
-    cpu: Duration,
-    records: usize,
+    wall: Vec<f64>,
+    cpu: Vec<f64>,
+}
+
+/// `median (min..max)` of per-round rates, in thousands.
+fn spread(rates: &mut [f64]) -> String {
+    rates.sort_by(f64::total_cmp);
+    let k = |v: f64| format!("{:.0}k", v / 1000.0);
+    match (rates.first(), rates.last()) {
+        (Some(lo), Some(hi)) => format!("{} ({}..{})", k(rates[rates.len() / 2]), k(*lo), k(*hi)),
+        _ => "-".into(),
+    }
 }
 
 fn ingest(c: &mut Criterion) {
@@ -240,14 +251,15 @@ fn ingest(c: &mut Criterion) {
         per_record(&gzip_frames)
     );
 
-    // A fixed run first: the three paths interleaved in rounds, timed by wall clock and CPU.
+    // A fixed run first: the three paths interleaved in rounds (so load from other processes
+    // hits them alike), each round timed by wall clock and by CPU.
     let mut seq = 0u64;
     let mut tallies: [(&str, Tally); 3] = [
         ("ingest", Tally::default()),
         ("compact_frame+ingest", Tally::default()),
         ("gzip_json_frame+ingest", Tally::default()),
     ];
-    let (rounds, per_round) = (6, 10);
+    let (rounds, per_round) = (7, 20);
     for round in 0..rounds {
         for (path, (_, tally)) in tallies.iter_mut().enumerate() {
             let (cpu0, wall0) = (cpu_time(), Instant::now());
@@ -268,20 +280,22 @@ fn ingest(c: &mut Criterion) {
                 };
                 rt.block_on(fx.ingest(seq, fx.origin(batch.node_id()), batch));
             }
-            tally.wall += wall0.elapsed();
+            let records = (per_round * BATCH) as f64;
+            tally.wall.push(records / wall0.elapsed().as_secs_f64());
             if let (Some(a), Some(b)) = (cpu0, cpu_time()) {
-                tally.cpu += b - a;
+                tally.cpu.push(records / (b - a).as_secs_f64().max(1e-6));
             }
-            tally.records += per_round * BATCH;
         }
     }
-    eprintln!("ingest/{backend}: {groups} groups per 5,000-record batch");
-    for (name, tally) in &tallies {
-        let records = tally.records as f64;
+    eprintln!(
+        "ingest/{backend}: {groups} groups per 5,000-record batch; records/s, median (min..max) \
+         of {rounds} interleaved rounds of {per_round} batches"
+    );
+    for (name, tally) in &mut tallies {
         eprintln!(
-            "ingest/{backend}/{name}: {:.0} records/s wall, {:.0} records per CPU-second",
-            records / tally.wall.as_secs_f64(),
-            records / tally.cpu.as_secs_f64().max(0.001)
+            "ingest/{backend}/{name}: per CPU-second {}, wall {}",
+            spread(&mut tally.cpu),
+            spread(&mut tally.wall)
         );
     }
 
