@@ -2,6 +2,8 @@
 //! schemas, and the operations are listed here next to the routers they describe. A test
 //! keeps `api-spec/openapi.yaml` equal to this output.
 
+mod cloud_gateways;
+
 use std::collections::BTreeMap;
 
 use fleetgate_config::{
@@ -67,6 +69,8 @@ struct Op {
     path: String,
     builder: OperationBuilder,
     authenticated: bool,
+    /// Problem answers beyond the ones every operation has (e.g. 422).
+    extra_problems: Vec<(&'static str, &'static str)>,
 }
 
 impl Op {
@@ -91,7 +95,13 @@ impl Op {
             path: path.to_string(),
             builder,
             authenticated: true,
+            extra_problems: Vec::new(),
         }
+    }
+
+    fn problem(mut self, status: &'static str, description: &'static str) -> Self {
+        self.extra_problems.push((status, description));
+        self
     }
 
     fn public(mut self) -> Self {
@@ -156,6 +166,7 @@ impl Op {
             ]);
         }
         problems.extend([("404", "Not found"), ("409", "Conflict")]);
+        problems.extend(self.extra_problems);
         for (status, description) in problems {
             builder = builder.response(
                 status,
@@ -440,6 +451,7 @@ fn operations() -> Vec<Op> {
     analytics_ops(&mut ops);
     identity_ops(&mut ops);
     portal_and_billing_ops(&mut ops);
+    cloud_gateways::cloud_gateway_ops(&mut ops);
     ops
 }
 
@@ -759,6 +771,7 @@ pub fn document() -> OpenApi {
     add_schema::<ControlPlaneUsage>(&mut schemas);
     add_schema::<ServiceLifetime>(&mut schemas);
     add_schema::<Usage>(&mut schemas);
+    cloud_gateways::add_schemas(&mut schemas);
     let mut components = ComponentsBuilder::new().security_scheme(
         "bearer",
         SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),

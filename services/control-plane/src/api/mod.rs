@@ -2,6 +2,7 @@
 
 pub mod analytics;
 pub mod billing;
+pub mod cloud_gateways;
 pub mod control_planes;
 pub mod declarative;
 pub mod dp_certificates;
@@ -41,6 +42,7 @@ pub fn app(state: AppState) -> Router {
         .merge(analytics::router())
         .merge(portals::router())
         .merge(billing::router())
+        .merge(cloud_gateways::router())
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         // Mounted after the limit above so its own, larger limit applies.
         .merge(declarative::router())

@@ -227,6 +227,23 @@ impl Store {
     pub async fn delete_control_plane(&self, org: Uuid, id: Uuid) -> StoreResult<()> {
         let mut tx = self.pool().begin().await?;
         let cp = id.to_string();
+        // Its cloud-gateway nodes must be gone first, or they would be orphaned.
+        let cloud = sqlx::query(
+            "SELECT id FROM cloud_configurations WHERE control_plane_id = $1 AND organization_id = $2",
+        )
+            .bind(&cp)
+            .bind(org.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if cloud.is_some() {
+            return Err(StoreError::Conflict {
+                message: format!(
+                    "control plane {id} has a cloud-gateway configuration; delete it and wait \
+                     until its nodes are gone"
+                ),
+                field: None,
+            });
+        }
         let done = sqlx::query("DELETE FROM control_planes WHERE organization_id = $1 AND id = $2")
             .bind(org.to_string())
             .bind(&cp)

@@ -8,6 +8,7 @@
 
 mod analytics;
 mod billing;
+mod cloud_gateways;
 mod control_planes;
 mod dp_certificates;
 mod entities;
@@ -21,6 +22,11 @@ pub use analytics::{
     TelemetryBatchWrite,
 };
 pub use billing::{Clock, ControlPlaneUsage, ServiceLifetime, Usage};
+pub use cloud_gateways::{
+    CloudProvider, ConfigurationRecord, DataplaneGroupRecord, DesiredConfiguration,
+    DesiredDataplaneGroup, NetworkRecord, NewNetwork, NewProviderAccount, NewTransitGateway,
+    ProviderAccountRecord, TransitGatewayRecord,
+};
 pub use control_planes::{ControlPlaneRecord, ControlPlaneUpdate, NewControlPlane};
 pub use dp_certificates::{
     CertificateOwner, ControlPlaneCa, DpCertificateRecord, NewDpCertificate,
