@@ -39,30 +39,95 @@ pub enum BootstrapError {
     NotACertificate,
 }
 
-/// The `fleetgate-dp` TOML settings for a node (the CA certificate is referenced by path).
+/// Where a node keeps its state and which addresses it listens on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLayout {
+    /// The node's `prefix` (working dir and config cache).
+    pub prefix: String,
+    /// `proxy_listen`.
+    pub proxy_listen: String,
+    /// `proxy_listen_tls`; `None` leaves HTTPS off.
+    pub proxy_listen_tls: Option<String>,
+    /// `status_listen`; `None` keeps the node's default (`127.0.0.1:8100`).
+    pub status_listen: Option<String>,
+}
+
+impl NodeLayout {
+    /// A cloud instance: [`NODE_PREFIX`], proxy ports 8000 and 8443 on every interface.
+    pub fn cloud_instance() -> Self {
+        Self {
+            prefix: NODE_PREFIX.into(),
+            proxy_listen: format!("0.0.0.0:{NODE_PROXY_PORT}"),
+            proxy_listen_tls: Some(format!("0.0.0.0:{NODE_PROXY_TLS_PORT}")),
+            status_listen: None,
+        }
+    }
+}
+
+/// The `fleetgate-dp` TOML settings for a cloud instance (the CA certificate is referenced by
+/// path).
 pub fn render_dp_settings(
     bootstrap: &NodeBootstrap,
     join_token: &str,
     ca_cert_path: &str,
 ) -> Result<String, BootstrapError> {
+    render_dp_settings_with(
+        bootstrap,
+        join_token,
+        ca_cert_path,
+        &NodeLayout::cloud_instance(),
+    )
+}
+
+/// The `fleetgate-dp` TOML settings for a node with the given layout (the local provider puts
+/// each node in its own prefix on its own loopback ports).
+pub fn render_dp_settings_with(
+    bootstrap: &NodeBootstrap,
+    join_token: &str,
+    ca_cert_path: &str,
+    layout: &NodeLayout,
+) -> Result<String, BootstrapError> {
     check_public(bootstrap, join_token)?;
-    let line = |key: &str, value: &str| format!("{key} = {}\n", toml_string(value));
+    for (field, value) in [
+        ("prefix", Some(layout.prefix.as_str())),
+        ("proxy_listen", Some(layout.proxy_listen.as_str())),
+        ("proxy_listen_tls", layout.proxy_listen_tls.as_deref()),
+        ("status_listen", layout.status_listen.as_deref()),
+        ("cluster_ca_cert", Some(ca_cert_path)),
+    ] {
+        if let Some(value) = value {
+            one_line(field, value)?;
+        }
+    }
     let mut out = String::new();
     out.push_str("# Written at boot by the Fleetgate provisioner. No private key here: the node\n");
     out.push_str(
         "# makes its own and trades the single-use join token and a CSR for a certificate.\n",
     );
-    out.push_str(&line("cluster_control_plane", &bootstrap.cluster_endpoint));
-    out.push_str(&line("cluster_server_name", &bootstrap.cluster_server_name));
-    out.push_str(&line("cluster_ca_cert", ca_cert_path));
-    out.push_str(&line("cluster_join_token", join_token));
-    out.push_str(&line("prefix", NODE_PREFIX));
-    out.push_str(&line("proxy_listen", &format!("0.0.0.0:{NODE_PROXY_PORT}")));
-    out.push_str(&line(
-        "proxy_listen_tls",
-        &format!("0.0.0.0:{NODE_PROXY_TLS_PORT}"),
+    out.push_str(&toml_line(
+        "cluster_control_plane",
+        &bootstrap.cluster_endpoint,
     ));
+    out.push_str(&toml_line(
+        "cluster_server_name",
+        &bootstrap.cluster_server_name,
+    ));
+    out.push_str(&toml_line("cluster_ca_cert", ca_cert_path));
+    out.push_str(&toml_line("cluster_join_token", join_token));
+    out.push_str(&toml_line("prefix", &layout.prefix));
+    out.push_str(&toml_line("proxy_listen", &layout.proxy_listen));
+    if let Some(tls) = &layout.proxy_listen_tls {
+        out.push_str(&toml_line("proxy_listen_tls", tls));
+    }
+    if let Some(status) = &layout.status_listen {
+        out.push_str(&toml_line("status_listen", status));
+    }
     Ok(out)
+}
+
+/// One `key = "value"` settings line.
+pub(crate) fn toml_line(key: &str, value: &str) -> String {
+    format!("{key} = {}\n", toml_string(value))
 }
 
 /// The cloud-init user-data script for an instance: writes the CA certificate and settings,

@@ -54,6 +54,17 @@ pub enum ProviderError {
         /// The provider's message.
         message: String,
     },
+    /// The provider cannot do this at all (the local provider has no transit gateways). A
+    /// permanent refusal: the reconciler reports `error` with the message as the reason, word
+    /// for word, so the API and the reconciler say the same thing.
+    #[error("{message}")]
+    Unsupported {
+        /// The operation that was refused.
+        operation: String,
+        /// What the user reads, e.g. "transit gateways are not supported by the local
+        /// provider".
+        message: String,
+    },
     /// Injected by [`crate::FaultyProvider`]: the control plane "died" at this mutating step.
     /// Never retried: the test restarts the reconcile from scratch, as a restarted control
     /// plane would.

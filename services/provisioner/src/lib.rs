@@ -4,7 +4,8 @@
 //!   observed state, as plain structs; [`state`]: Konnect's state names and the mapping from
 //!   provider states; [`cidr`]: the CIDR rules the API enforces.
 //! - [`CloudProvider`]: find / create / delete operations on tagged resources, implemented
-//!   by [`aws::AwsProvider`] (EC2, or moto through `AWS_ENDPOINT_URL`) and wrapped by
+//!   by [`aws::AwsProvider`] (EC2, or moto through `AWS_ENDPOINT_URL`) and
+//!   [`local::LocalProvider`] (gateway nodes as `fleetgate-dp` child processes), and wrapped by
 //!   [`FaultyProvider`] in tests.
 //! - [`reconcile`]: level-triggered, idempotent reconcilers the control plane calls with
 //!   desired state; they answer with observed state and a state + reason to show.
@@ -18,6 +19,7 @@ pub mod bootstrap;
 pub mod cidr;
 mod error;
 mod faulty;
+pub mod local;
 mod provider;
 pub mod reconcile;
 pub mod retry;

@@ -100,6 +100,9 @@ pub trait ClusterMembership: Send + Sync {
 fn user_must_act(err: &ReconcileError) -> Option<String> {
     match err {
         ReconcileError::Provider(e @ ProviderError::Rejected { .. }) => Some(e.to_string()),
+        ReconcileError::Provider(ProviderError::Unsupported { message, .. }) => {
+            Some(message.clone())
+        }
         ReconcileError::InvalidDesiredState(message) => Some(message.clone()),
         _ => None,
     }
