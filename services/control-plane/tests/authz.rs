@@ -96,6 +96,7 @@ async fn resources_of_every_type(app: &TestApp, token: &str) -> Vec<(String, Str
         .await
         .expect(201)
         .id();
+    let cloud = cloud_gateway_resources(app, token, &cp).await;
     let tokens = app.get("/v2/tokens", token).await.expect(200);
     let token_id = tokens.body["data"][0]["id"]
         .as_str()
@@ -155,6 +156,87 @@ async fn resources_of_every_type(app: &TestApp, token: &str) -> Vec<(String, Str
         (
             format!("/v2/tokens/{token_id}"),
             "/v2/tokens".into(),
+            Value::Null,
+        ),
+    ]
+    .into_iter()
+    .chain(cloud)
+    .collect()
+}
+
+/// A provider account, a network, a transit gateway and a configuration of `cp`.
+async fn cloud_gateway_resources(
+    app: &TestApp,
+    token: &str,
+    cp: &str,
+) -> Vec<(String, String, Value)> {
+    let accounts = "/v2/cloud-gateways/provider-accounts";
+    let networks = "/v2/cloud-gateways/networks";
+    let configurations = "/v2/cloud-gateways/configurations";
+    let account = app
+        .post(
+            accounts,
+            token,
+            json!({"provider": "aws", "provider_account_id": "111122223333"}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let network = app
+        .post(
+            networks,
+            token,
+            json!({"name": "edge", "region": "us-east-1", "availability_zones": ["us-east-1a"],
+                   "cidr_block": "10.0.0.0/16", "provider_account_id": account}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let tgws = format!("{networks}/{network}/transit-gateways");
+    let tgw = app
+        .post(
+            &tgws,
+            token,
+            json!({"name": "corp", "cidr_blocks": ["192.168.0.0/20"],
+                   "transit_gateway_attachment_config": {
+                       "kind": "aws-transit-gateway-attachment",
+                       "transit_gateway_id": "tgw-1",
+                       "ram_share_arn": "arn:aws:ram:us-east-1:111122223333:resource-share/x"}}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let configuration = app
+        .put(
+            configurations,
+            token,
+            json!({"control_plane_id": cp, "dataplane_groups": [{
+                "provider": "aws", "region": "us-east-1", "cloud_gateway_network_id": network,
+                "autoscale": {"kind": "static", "instance_type": "t3.small",
+                              "requested_instances": 1}}]}),
+        )
+        .await
+        .expect(201)
+        .id();
+    vec![
+        (
+            format!("{accounts}/{account}"),
+            accounts.into(),
+            Value::Null,
+        ),
+        (
+            format!("{networks}/{network}"),
+            networks.into(),
+            json!({"name": "renamed"}),
+        ),
+        (
+            format!("{tgws}/{tgw}"),
+            tgws,
+            json!({"cidr_blocks": ["192.168.16.0/20"]}),
+        ),
+        (
+            format!("{configurations}/{configuration}"),
+            configurations.into(),
             Value::Null,
         ),
     ]
@@ -242,7 +324,13 @@ async fn viewers_read_but_cannot_write() {
             app.patch(item, &viewer, body.clone()).await.expect(403);
         }
         app.delete(item, &viewer).await.expect(403);
-        app.post(list, &viewer, json!({"name": "new"}))
+        // Cloud-gateway configurations are written with PUT on the collection.
+        let write = if list.ends_with("/configurations") {
+            Method::PUT
+        } else {
+            Method::POST
+        };
+        app.call(write, list, Some(&viewer), Some(json!({"name": "new"})))
             .await
             .expect(403);
     }
