@@ -265,6 +265,17 @@ impl LocalProvider {
             // EC2's idempotency: the same token answers the same instance, whatever its state.
             return Ok(earlier.view());
         }
+        // Bad bootstrap input is the user's to fix (as on AWS): refuse before writing anything.
+        crate::bootstrap::render_dp_settings(
+            &launch.group.bootstrap,
+            &launch.join_token,
+            "/cluster-ca.pem",
+        )
+        .map_err(|e| ProviderError::Rejected {
+            operation: OP.into(),
+            code: "FleetgateInvalidBootstrap".into(),
+            message: e.to_string(),
+        })?;
         let mut record = self
             .prepare(launch)
             .map_err(|e| ProviderError::other(OP, e))?;
