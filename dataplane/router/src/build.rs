@@ -18,7 +18,8 @@ use fleetgate_config::{GatewayConfig, Route};
 
 use crate::conditions::{method_bit, parse_path_regex, scheme_bit, Conditions, PathRule, Probe};
 use crate::host::{split_host_port, HostPattern, LowerHost, RouteHost};
-use crate::path_index::{flags, Item, PathIndex, PathIndexBuilder};
+use crate::host_table::HostTable;
+use crate::path_index::{flags, Item, PathIndex, PathIndexBuilder, PathStore};
 use crate::{RequestFacts, RouteMatch, RouteRuntime, RouterError, Scheme};
 
 /// Kong caps the header count used for sorting at 255.
@@ -56,10 +57,6 @@ struct Pending {
     path_keys: Vec<Vec<u8>>,
 }
 
-/// Host buckets. Keys come from the config, requests only look up, so a fast non-DoS
-/// resistant hash is fine.
-type HostMap = HashMap<Box<[u8]>, PathIndex, RandomState>;
-
 /// The compiled router. Immutable after [`Router::build`]; `Send + Sync`.
 #[derive(Debug)]
 pub struct Router {
@@ -68,11 +65,13 @@ pub struct Router {
     conditions: Vec<Option<Conditions>>,
     /// Entries in rank order (index == rank).
     entries: Vec<Entry>,
-    exact: HostMap,
+    /// Keys, bytes and items of every path index below.
+    paths: PathStore,
+    exact: HostTable,
     /// `*.example.com` routes keyed by `.example.com`.
-    suffix: HostMap,
+    suffix: HostTable,
     /// `example.*` routes keyed by `example.`.
-    prefix: HostMap,
+    prefix: HostTable,
     any_host: PathIndex,
     /// Best rank in the wildcard maps: their lookups are skipped when a better match is
     /// already known.
@@ -84,10 +83,11 @@ pub struct Router {
     http_routes: usize,
 }
 
-/// The [`Router::suffix_dots`] mask of a set of wildcard keys.
-fn dot_counts<'a>(keys: impl Iterator<Item = &'a Box<[u8]>>) -> u64 {
-    keys.fold(0, |mask, k| {
-        mask | 1 << k.iter().filter(|&&c| c == b'.').count().min(63)
+/// The [`Router::suffix_dots`] mask of a table of wildcard keys.
+fn dot_counts(table: &HostTable, paths: &PathStore) -> u64 {
+    table.buckets().fold(0, |mask, b| {
+        let dots = b.label(paths).iter().filter(|&&c| c == b'.').count();
+        mask | 1 << dots.min(63)
     })
 }
 
@@ -205,12 +205,6 @@ impl Buckets {
     }
 }
 
-fn freeze(map: HashMap<Vec<u8>, PathIndexBuilder, RandomState>) -> HostMap {
-    map.into_iter()
-        .map(|(k, b)| (k.into_boxed_slice(), b.finish()))
-        .collect()
-}
-
 impl Router {
     /// Compiles the routes of `config`. Fails on a regex path or header condition that
     /// does not compile, naming the route by its index in `config.routes`.
@@ -280,13 +274,17 @@ impl Router {
             }
             entries.push(Entry { rule: p.rule });
         }
-        let suffix = freeze(buckets.suffix);
-        let prefix = freeze(buckets.prefix);
-        let suffix_dots = dot_counts(suffix.keys());
-        let prefix_dots = dot_counts(prefix.keys());
+        let mut paths = PathStore::default();
+        let exact = HostTable::build(buckets.exact, &mut paths);
+        let suffix = HostTable::build(buckets.suffix, &mut paths);
+        let prefix = HostTable::build(buckets.prefix, &mut paths);
+        let any_host = buckets.any_host.finish(b"", &mut paths);
+        paths.shrink_to_fit();
+        let suffix_dots = dot_counts(&suffix, &paths);
+        let prefix_dots = dot_counts(&prefix, &paths);
         let wildcard_min_rank = suffix
-            .values()
-            .chain(prefix.values())
+            .buckets()
+            .chain(prefix.buckets())
             .map(PathIndex::min_rank)
             .min()
             .unwrap_or(u32::MAX);
@@ -294,13 +292,14 @@ impl Router {
             runtimes,
             conditions,
             entries,
-            exact: freeze(buckets.exact),
+            paths,
+            exact,
             suffix,
             prefix,
             wildcard_min_rank,
             suffix_dots,
             prefix_dots,
-            any_host: buckets.any_host.finish(),
+            any_host,
             http_routes,
         })
     }
@@ -363,7 +362,7 @@ impl Router {
         };
         // Plain hosts outrank wildcards at equal category counts, so scanning the exact
         // bucket first tends to prune the rest early.
-        if let Some(idx) = self.exact.get(host) {
+        if let Some(idx) = self.exact.get(&self.paths, host) {
             self.scan(idx, &req, &mut best);
         }
         if self.wildcard_min_rank < best.rank {
@@ -373,12 +372,12 @@ impl Router {
                 seen += 1;
                 // Each probe is a likely cache miss: skip label counts no pattern has.
                 if has_dot_count(self.suffix_dots, dots - seen + 1) {
-                    if let Some(idx) = self.suffix.get(&host[i..]) {
+                    if let Some(idx) = self.suffix.get(&self.paths, &host[i..]) {
                         self.scan(idx, &req, &mut best);
                     }
                 }
                 if has_dot_count(self.prefix_dots, seen) {
-                    if let Some(idx) = self.prefix.get(&host[..=i]) {
+                    if let Some(idx) = self.prefix.get(&self.paths, &host[..=i]) {
                         self.scan(idx, &req, &mut best);
                     }
                 }
@@ -404,8 +403,9 @@ impl Router {
             return;
         }
         let scheme = req.probe.scheme;
-        idx.for_each_prefix(req.path.as_bytes(), |key_len, items| {
-            for item in items {
+        idx.for_each_prefix(&self.paths, req.path.as_bytes(), |key_len, first, more| {
+            // The first item sits in the key; `more` is read only when it does not match.
+            for item in std::iter::once(first).chain(more) {
                 // Items are in rank order: nothing further in this list can win.
                 if item.rank >= best.rank {
                     break;

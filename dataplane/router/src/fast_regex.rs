@@ -18,6 +18,9 @@ const MAX_PATTERN: usize = 1024;
 /// A greedy `class{min,max}`.
 #[derive(Debug)]
 struct Repeat {
+    /// Bit `c` set: ASCII character `c` is in the class. Paths are nearly always ASCII,
+    /// so the ranges (another allocation, another cache miss) are rarely read.
+    ascii: u128,
     /// Sorted, non-overlapping inclusive ranges.
     ranges: Box<[(char, char)]>,
     min: u32,
@@ -65,8 +68,13 @@ impl FastRegex {
                 if !rep.greedy {
                     return None;
                 }
-                let ranges = c.ranges().iter().map(|r| (r.start(), r.end())).collect();
+                let ranges: Box<[(char, char)]> =
+                    c.ranges().iter().map(|r| (r.start(), r.end())).collect();
+                let ascii = (0..128u8)
+                    .filter(|&b| in_class(&ranges, char::from(b)))
+                    .fold(0u128, |bits, b| bits | 1 << b);
                 class = Some(Repeat {
+                    ascii,
                     ranges,
                     min: rep.min,
                     max: rep.max,
@@ -91,10 +99,21 @@ impl FastRegex {
     pub(crate) fn find_len(&self, path: &str) -> Option<usize> {
         let rest = path.strip_prefix_bytes(&self.literal)?;
         let mut len = self.literal.len();
-        if let Some(Repeat { ranges, min, max }) = &self.class {
+        if let Some(Repeat {
+            ascii,
+            ranges,
+            min,
+            max,
+        }) = &self.class
+        {
             let mut count = 0u32;
             for c in rest.chars() {
-                if max.is_some_and(|m| count >= m) || !in_class(ranges, c) {
+                let member = if c.is_ascii() {
+                    ascii & 1 << (c as u32) != 0
+                } else {
+                    in_class(ranges, c)
+                };
+                if max.is_some_and(|m| count >= m) || !member {
                     break;
                 }
                 count += 1;
@@ -175,11 +194,42 @@ mod tests {
             "$",
             "/a.*",
             "/a.*$",
+            // Classes across the ASCII boundary: the bitmap answers below 128, the ranges
+            // above.
+            r"/[\x00-\x7f]+",
+            r"/[^a]*",
+            r"/\D+$",
+            r"/[\x7f-é]+",
         ];
         let paths = [
-            "", "/", "/a/", "/a/1", "/a/123x", "/a/١٢", "/b/xy", "/b/x/y", "/x", "/xy", "/a1",
-            "/a12", "/a1234", "/a123", "/é", "/éabc/", "/u/", "/u/12", "/u/1a", "/zz/q", "/é",
-            "/a\nb", "/ab\n",
+            "",
+            "/",
+            "/a/",
+            "/a/1",
+            "/a/123x",
+            "/a/١٢",
+            "/b/xy",
+            "/b/x/y",
+            "/x",
+            "/xy",
+            "/a1",
+            "/a12",
+            "/a1234",
+            "/a123",
+            "/é",
+            "/éabc/",
+            "/u/",
+            "/u/12",
+            "/u/1a",
+            "/zz/q",
+            "/é",
+            "/a\nb",
+            "/ab\n",
+            "/\u{7f}x",
+            "/x\u{7f}é",
+            "/\u{80}",
+            "/aé\0",
+            "/é\u{7f}",
         ];
         for p in patterns {
             let anchored = format!("^{p}");

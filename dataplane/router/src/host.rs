@@ -92,7 +92,11 @@ impl<'a> LowerHost<'a> {
     /// Lowercases `name` (ASCII only, as DNS names are case-insensitive in ASCII).
     pub(crate) fn new(name: &'a str) -> LowerHost<'a> {
         let bytes = name.as_bytes();
-        if !bytes.iter().any(u8::is_ascii_uppercase) {
+        // A fold rather than `any`: no early exit, so it compiles to a vector loop.
+        if !bytes
+            .iter()
+            .fold(false, |up, b| up | b.is_ascii_uppercase())
+        {
             LowerHost::Borrowed(bytes)
         } else if bytes.len() <= STACK_HOST {
             let mut buf = [0u8; STACK_HOST];

@@ -28,6 +28,7 @@ mod build;
 mod conditions;
 mod fast_regex;
 mod host;
+mod host_table;
 mod path_index;
 mod upstream;
 

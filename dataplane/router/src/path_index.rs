@@ -4,15 +4,40 @@
 //! segment-aware trie would be wrong. Instead the keys are kept sorted, and every key
 //! remembers its longest proper prefix that is also a key (its "parent"). Every key that
 //! is a prefix of a path `P` is a prefix of the predecessor `s` of `P` in sorted order
-//! (any string between a prefix `q` of `P` and `P` itself starts with `q`), so one binary
-//! search plus a walk up `s`'s parent chain finds them all, longest first.
+//! (any string between a prefix `q` of `P` and `P` itself starts with `q`), so one search
+//! plus a walk up `s`'s parent chain finds them all, longest first.
+//!
+//! # Layout
+//! With 100k routes a lookup costs its chain of dependent cache misses, not its
+//! instructions, so the layout keeps that chain short. All indexes of a router share a
+//! few arrays (a [`PathStore`]) rather than allocating per host bucket, and a
+//! [`PathIndex`] is a small header of offsets into them. A key holds what a lookup needs
+//! in the common case: the first 16 bytes after the bucket's common prefix, as two
+//! big-endian words that order the keys and give the predecessor's common prefix with
+//! the path (key bytes are read only for ties and longer keys), and its best item. A
+//! short bucket is scanned linearly: its key lines then load in parallel instead of one
+//! per binary-search step. So a lookup that hits reads the bucket's names (small, likely
+//! cached) and its keys, and nothing else.
 
 use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 
-/// Marks "no parent" in [`PathIndex::parent`].
+/// Marks "no parent" in [`Key::parent`].
 const NONE: u32 = u32::MAX;
+
+/// Buckets with at most this many keys are scanned linearly (see the module docs); 32
+/// keys are 24 cache lines, all requested at once.
+pub(crate) const LINEAR_SCAN_MAX: usize = 32;
+
+/// Larger buckets are cut into blocks of this many keys. The heads of each block's first
+/// key (its fence) form a small array that a binary search walks, mostly in cache, before
+/// one block is scanned linearly: a bucket of 10k keys then costs about what a small one
+/// does, instead of a dozen dependent misses of a binary search over the keys.
+pub(crate) const BLOCK: usize = 16;
+
+/// Bytes of a key (after the bucket's common prefix) held inline in [`Key`].
+const INLINE: usize = 16;
 
 /// One candidate stored under a key, carrying everything a lookup needs to accept or
 /// reject it without touching other memory in the common case: the entry's rank (its
@@ -58,6 +83,35 @@ pub(crate) mod flags {
     pub(crate) const REGEX: u8 = 1 << 6;
 }
 
+/// The arrays behind every [`PathIndex`] of one router.
+#[derive(Debug, Default)]
+pub(crate) struct PathStore {
+    /// Per index: its label, then its keys' common prefix. Small (one host name and a
+    /// path start per bucket), so it tends to stay cached.
+    names: Vec<u8>,
+    /// Per index: its keys in sorted order, then a sentinel.
+    keys: Vec<Key>,
+    /// Per index: each key's bytes after the common prefix, concatenated in key order;
+    /// read only for ties and keys longer than the inline heads.
+    rests: Vec<u8>,
+    /// Per index: each key's items after its first, concatenated in key order.
+    more: Vec<Item>,
+    /// Per index with more than [`LINEAR_SCAN_MAX`] keys: the heads of every
+    /// [`BLOCK`]th key.
+    fences: Vec<(u64, u64)>,
+}
+
+impl PathStore {
+    /// Releases the spare capacity left by building.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.names.shrink_to_fit();
+        self.keys.shrink_to_fit();
+        self.rests.shrink_to_fit();
+        self.more.shrink_to_fit();
+        self.fences.shrink_to_fit();
+    }
+}
+
 /// Items grouped by key while a bucket is being built.
 #[derive(Debug, Default)]
 pub(crate) struct PathIndexBuilder {
@@ -75,174 +129,335 @@ impl PathIndexBuilder {
         }
     }
 
-    /// Freezes the builder: keys sorted, parents linked, every item list in rank order
-    /// (so a lookup can stop at the first item that cannot beat the best match so far).
-    pub(crate) fn finish(self) -> PathIndex {
+    /// Freezes the builder into `store`: keys sorted, parents linked, every item list in
+    /// rank order (so a lookup can stop at the first item that cannot beat the best match
+    /// so far). `label` is kept with the index (a host bucket's host name), next to the
+    /// common prefix a lookup reads first.
+    pub(crate) fn finish(self, label: &[u8], store: &mut PathStore) -> PathIndex {
         let mut pairs: Vec<(Vec<u8>, Vec<Item>)> = self.items.into_iter().collect();
         pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         // The common prefix of all keys is that of the first and last in sorted order.
-        let skip = match (pairs.first(), pairs.last()) {
-            (Some(a), Some(b)) => a.0.iter().zip(&b.0).take_while(|(x, y)| x == y).count(),
-            _ => 0,
+        let (common, skip) = match (pairs.first(), pairs.last()) {
+            (Some(a), Some(b)) => {
+                let n = a.0.iter().zip(&b.0).take_while(|(x, y)| x == y).count();
+                (a.0.get(..n).unwrap_or_default(), n)
+            }
+            _ => (&[][..], 0),
         };
-        let mut bytes = Vec::new();
-        let mut keys: Vec<Key> = Vec::with_capacity(pairs.len() + 1);
-        let mut items = Vec::new();
+        let index = PathIndex {
+            names: store.names.len(),
+            keys: store.keys.len(),
+            rests: store.rests.len(),
+            more: store.more.len(),
+            fences: store.fences.len(),
+            count: pairs.len() as u32,
+            label_len: label.len() as u32,
+            skip: skip as u32,
+            min_rank: u32::MAX,
+        };
+        store.names.extend_from_slice(label);
+        store.names.extend_from_slice(common);
+        let mut min_rank = u32::MAX;
         // Sorted order is a depth-first walk of the implicit trie, so a stack of the
         // current ancestors yields each key's longest prefix among the keys.
         let mut stack: Vec<usize> = Vec::new();
-        for (i, (key, mut list)) in pairs.into_iter().enumerate() {
-            list.sort_unstable();
-            list.dedup();
+        for i in 0..pairs.len() {
+            let key = &pairs[i].0;
             while let Some(&top) = stack.last() {
-                if key.starts_with(key_bytes(&bytes, &keys[top])) {
+                if key.starts_with(&pairs[top].0) {
                     break;
                 }
                 stack.pop();
             }
-            keys.push(Key {
-                head: head(key.get(skip..).unwrap_or_default()),
-                head2: head(key.get(skip + 8..).unwrap_or_default()),
-                off: bytes.len() as u32,
-                len: key.len() as u32,
-                parent: stack.last().map_or(NONE, |&p| p as u32),
-                items: items.len() as u32,
-            });
+            let rest = key.get(skip..).unwrap_or_default();
+            let (head, head2) = heads(rest);
+            let parent = stack.last().map_or(NONE, |&p| p as u32);
+            let off = (store.rests.len() - index.rests) as u32;
+            let more = (store.more.len() - index.more) as u32;
+            let len = key.len() as u32;
             stack.push(i);
-            bytes.extend_from_slice(&key);
-            items.extend(list);
+            store.rests.extend_from_slice(rest);
+            let list = &mut pairs[i].1;
+            list.sort_unstable();
+            list.dedup();
+            // A key exists only with an item, so `first` is always a real one.
+            let first = list.first().copied().unwrap_or(Item::NONE);
+            min_rank = min_rank.min(first.rank);
+            store
+                .more
+                .extend_from_slice(list.get(1..).unwrap_or_default());
+            store.keys.push(Key {
+                head,
+                head2,
+                first,
+                off,
+                len,
+                parent,
+                more,
+            });
         }
-        let min_rank = items.iter().map(|i| i.rank).min().unwrap_or(u32::MAX);
-        let count = keys.len();
-        // Sentinel so every key's items end where the next key's start.
-        keys.push(Key {
+        if pairs.len() > LINEAR_SCAN_MAX {
+            let keys = store.keys.get(index.keys..).unwrap_or_default();
+            store
+                .fences
+                .extend(keys.iter().step_by(BLOCK).map(Key::heads));
+        }
+        // Sentinel so every key's bytes and further items end where the next key's start.
+        store.keys.push(Key {
             head: 0,
             head2: 0,
-            off: bytes.len() as u32,
+            first: Item::NONE,
+            off: (store.rests.len() - index.rests) as u32,
             len: 0,
             parent: NONE,
-            items: items.len() as u32,
+            more: (store.more.len() - index.more) as u32,
         });
-        PathIndex {
-            bytes: bytes.into_boxed_slice(),
-            keys: keys.into_boxed_slice(),
-            count,
-            skip,
-            items: items.into_boxed_slice(),
-            min_rank,
-        }
+        PathIndex { min_rank, ..index }
     }
 }
 
-/// The first 8 bytes of `s`, zero-padded, as a big-endian number: when the heads of two
-/// strings differ they order the strings; when equal, the strings must be compared.
+/// The first 16 bytes of `s`, zero-padded, as two big-endian numbers: when the heads of
+/// two strings differ they order the strings; when equal, the strings must be compared.
 #[inline]
-fn head(s: &[u8]) -> u64 {
-    let mut buf = [0u8; 8];
-    let n = s.len().min(8);
-    buf[..n].copy_from_slice(&s[..n]);
-    u64::from_be_bytes(buf)
+fn heads(s: &[u8]) -> (u64, u64) {
+    (word(s), word(s.get(8..).unwrap_or_default()))
 }
 
-fn key_bytes<'a>(bytes: &'a [u8], key: &Key) -> &'a [u8] {
-    bytes
-        .get(key.off as usize..(key.off + key.len) as usize)
-        .unwrap_or_default()
+/// The first 8 bytes of `s`, zero-padded, as a big-endian number. Whole words are loaded
+/// directly: a copy into a padded buffer compiles to a `memcpy` call whose byte stores
+/// then stall the word load.
+#[inline]
+fn word(s: &[u8]) -> u64 {
+    match s.first_chunk::<8>() {
+        Some(w) => u64::from_be_bytes(*w),
+        None => s
+            .iter()
+            .enumerate()
+            .fold(0, |w, (i, &b)| w | u64::from(b) << (56 - 8 * i)),
+    }
 }
 
-/// A key of a frozen index: its bytes in [`PathIndex::bytes`], its parent and where its
-/// items start in [`PathIndex::items`].
+/// Length of the common prefix of two zero-padded 16-byte heads.
+#[inline]
+fn heads_common_len(a: (u64, u64), b: (u64, u64)) -> usize {
+    let x = a.0 ^ b.0;
+    if x != 0 {
+        return x.leading_zeros() as usize / 8;
+    }
+    let x = a.1 ^ b.1;
+    if x != 0 {
+        return 8 + x.leading_zeros() as usize / 8;
+    }
+    INLINE
+}
+
+/// The bytes of `s` past the inline heads.
+#[inline]
+fn past_inline(s: &[u8]) -> &[u8] {
+    s.get(INLINE..).unwrap_or_default()
+}
+
+/// A key of an index with everything a lookup reads in the common case: its heads, its
+/// full length, its parent and its first (best-ranked) item, which is usually its only
+/// one. Offsets are relative to the index's start in the store's arrays. 48 bytes.
 #[derive(Debug, Clone, Copy)]
 struct Key {
-    /// [`head`] of the key after the bucket's common prefix.
+    /// Bytes 0..8 after the index's common prefix, see [`heads`].
     head: u64,
-    /// [`head`] of the 8 bytes after that: keys sharing 8 bytes (`/api/v1/users/…`) are
-    /// common, and comparing them here keeps a probe off the key bytes.
+    /// Bytes 8..16 after it: keys sharing 8 bytes (`/api/v1/users/…`) are common, and
+    /// comparing them here keeps a lookup off the key bytes.
     head2: u64,
+    first: Item,
+    /// Start of the key's bytes after the common prefix in [`PathStore::rests`].
     off: u32,
+    /// Full length of the key.
     len: u32,
     parent: u32,
-    items: u32,
+    /// Start of the key's further items in [`PathStore::more`].
+    more: u32,
 }
 
-/// The frozen index of one host bucket; keys and items each live in one allocation.
-#[derive(Debug)]
+impl Key {
+    #[inline]
+    fn heads(&self) -> (u64, u64) {
+        (self.head, self.head2)
+    }
+}
+
+impl Item {
+    /// Placeholder in the sentinel key, never visited; its rank never beats a match.
+    const NONE: Item = Item {
+        rank: u32::MAX,
+        route: u32::MAX,
+        port: 0,
+        methods: 0,
+        flags: 0,
+    };
+}
+
+/// One index (one host bucket): where its parts start in the router's [`PathStore`].
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct PathIndex {
-    /// All key bytes, concatenated in key order.
-    bytes: Box<[u8]>,
-    /// Keys in sorted order, plus one sentinel.
-    keys: Box<[Key]>,
-    /// Number of real keys.
-    count: usize,
-    /// Length of the prefix all keys share.
-    skip: usize,
-    /// Item lists, concatenated in key order.
-    items: Box<[Item]>,
+    /// Start of the label and common prefix in [`PathStore::names`].
+    names: usize,
+    /// Start of the keys in [`PathStore::keys`].
+    keys: usize,
+    /// Start in [`PathStore::rests`].
+    rests: usize,
+    /// Start in [`PathStore::more`].
+    more: usize,
+    /// Start in [`PathStore::fences`] (when there are more than [`LINEAR_SCAN_MAX`] keys).
+    fences: usize,
+    /// Number of keys (a sentinel follows them).
+    count: u32,
+    label_len: u32,
+    /// Length of the prefix all keys share (stored after the label).
+    skip: u32,
     /// Best (lowest) rank of any item, so a lookup can skip the whole bucket when it
     /// already holds a better match.
     min_rank: u32,
 }
 
-impl Default for PathIndex {
-    fn default() -> Self {
-        PathIndexBuilder::default().finish()
-    }
-}
-
 impl PathIndex {
-    /// Best rank filed in this bucket (`u32::MAX` when empty).
+    /// Best rank filed in this index (`u32::MAX` when empty).
     #[inline]
     pub(crate) fn min_rank(&self) -> u32 {
         self.min_rank
     }
 
-    /// Calls `visit` with the length and item list of every key that is a prefix of
-    /// `path`, longest key first; stops early when `visit` returns `false`.
+    /// The label given to [`PathIndexBuilder::finish`].
+    #[inline]
+    pub(crate) fn label<'s>(&self, store: &'s PathStore) -> &'s [u8] {
+        store
+            .names
+            .get(self.names..self.names + self.label_len as usize)
+            .unwrap_or_default()
+    }
+
+    /// Calls `visit` with the length, first item and further items of every key that is
+    /// a prefix of `path`, longest key first (a key's items are in rank order); stops
+    /// early when `visit` returns `false`.
     #[inline]
     pub(crate) fn for_each_prefix(
         &self,
+        store: &PathStore,
         path: &[u8],
-        mut visit: impl FnMut(usize, &[Item]) -> bool,
+        mut visit: impl FnMut(usize, &Item, &[Item]) -> bool,
     ) {
-        let keys = self.keys.get(..self.count).unwrap_or_default();
-        let after = match (path.get(..self.skip), keys.first()) {
-            // Every key starts with the path's first `skip` bytes: compare the rest, by
-            // the inline heads first, so most probes stay inside `keys`.
-            (Some(common), Some(first))
-                if key_bytes(&self.bytes, first).get(..self.skip) == Some(common) =>
-            {
-                let rest = path.get(self.skip..).unwrap_or_default();
-                let h = (head(rest), head(rest.get(8..).unwrap_or_default()));
-                keys.partition_point(|k| {
-                    let kh = (k.head, k.head2);
-                    kh < h
-                        || (kh == h
-                            && key_bytes(&self.bytes, k)
-                                .get(self.skip..)
-                                .unwrap_or_default()
-                                <= rest)
-                })
+        let count = self.count as usize;
+        // The keys plus the sentinel, whose offsets end the last key's bytes and items.
+        let Some((sentinel, keys)) = store
+            .keys
+            .get(self.keys..self.keys + count + 1)
+            .and_then(<[Key]>::split_last)
+        else {
+            return;
+        };
+        let skip = self.skip as usize;
+        let common_at = self.names + self.label_len as usize;
+        // Every key starts with the common prefix, so a path that does not has no keys
+        // among its prefixes.
+        let common = store
+            .names
+            .get(common_at..common_at + skip)
+            .unwrap_or_default();
+        let Some(rest) = path.strip_prefix(common) else {
+            return;
+        };
+        let h = heads(rest);
+        let rests = store
+            .rests
+            .get(self.rests..self.rests + sentinel.off as usize)
+            .unwrap_or_default();
+        // A key's bytes after the common prefix.
+        let key_rest = |k: &Key| {
+            let off = k.off as usize;
+            let len = (k.len as usize).saturating_sub(skip);
+            rests.get(off..off + len).unwrap_or_default()
+        };
+        // Whether key <= path (both after the common prefix), by the heads when they differ.
+        let at_most = |k: &Key| {
+            let kh = k.heads();
+            kh < h || (kh == h && key_rest(k) <= rest)
+        };
+        // The predicate is monotone over the sorted keys, so counting where it holds in a
+        // run of keys finds the same position as a binary search would.
+        let count_at_most = |run: &[Key]| {
+            // Without branches on the comparisons (their outcome flips once per run, a
+            // mispredict each lookup); equal heads (rare) need the key bytes.
+            let (below, ties) = run.iter().fold((0, false), |(n, ties), k| {
+                let lt = (k.head < h.0) | ((k.head == h.0) & (k.head2 < h.1));
+                let eq = (k.head == h.0) & (k.head2 == h.1);
+                (n + usize::from(lt), ties | eq)
+            });
+            if ties {
+                run.iter().filter(|k| at_most(k)).count()
+            } else {
+                below
             }
-            _ => keys.partition_point(|k| key_bytes(&self.bytes, k) <= path),
+        };
+        let after = if keys.len() <= LINEAR_SCAN_MAX {
+            count_at_most(keys)
+        } else {
+            let fences = store
+                .fences
+                .get(self.fences..self.fences + keys.len().div_ceil(BLOCK))
+                .unwrap_or_default();
+            // Fences past the path order like their keys; equal heads need the key bytes.
+            let (mut lo, mut hi) = (0, fences.len());
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                let f = fences[mid];
+                let le = f < h || (f == h && keys.get(mid * BLOCK).is_some_and(&at_most));
+                if le {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            match lo.checked_sub(1) {
+                None => 0,
+                Some(block) => {
+                    let from = block * BLOCK;
+                    let to = (from + BLOCK).min(keys.len());
+                    from + count_at_most(keys.get(from..to).unwrap_or_default())
+                }
+            }
         };
         let Some(start) = after.checked_sub(1) else {
             return;
         };
-        let pred = key_bytes(&self.bytes, &keys[start]);
-        let lcp = pred.iter().zip(path).take_while(|(a, b)| a == b).count();
+        let Some(pred) = keys.get(start) else {
+            return;
+        };
+        // Common prefix of the predecessor and the path: the heads give it unless both go
+        // on past them equal.
+        let pred_len = (pred.len as usize).saturating_sub(skip);
+        let mut lcp = heads_common_len(pred.heads(), h);
+        if lcp == INLINE && pred_len > INLINE && rest.len() > INLINE {
+            lcp += past_inline(key_rest(pred))
+                .iter()
+                .zip(past_inline(rest))
+                .take_while(|(a, b)| a == b)
+                .count();
+        }
+        // The heads are zero-padded: bytes past either end do not count.
+        let lcp = skip + lcp.min(pred_len).min(rest.len());
+        let more = store.more.get(self.more..).unwrap_or_default();
         let mut cur = start as u32;
         while cur != NONE {
             let i = cur as usize;
-            let key = keys[i];
+            let Some(key) = keys.get(i) else {
+                return;
+            };
             // Ancestors of the predecessor are prefixes of the path exactly when they fit
             // inside the common prefix of the two.
             if key.len as usize <= lcp {
-                let end = self.keys.get(i + 1).map_or(key.items, |k| k.items);
-                let items = self
-                    .items
-                    .get(key.items as usize..end as usize)
+                let end = keys.get(i + 1).unwrap_or(sentinel).more;
+                let others = more
+                    .get(key.more as usize..end as usize)
                     .unwrap_or_default();
-                if !visit(key.len as usize, items) {
+                if !visit(key.len as usize, &key.first, others) {
                     return;
                 }
             }
@@ -253,114 +468,10 @@ impl PathIndex {
     /// Number of distinct keys (for tests and diagnostics).
     #[cfg(test)]
     pub(crate) fn key_count(&self) -> usize {
-        self.count
+        self.count as usize
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn index(keys: &[&str]) -> PathIndex {
-        let mut b = PathIndexBuilder::default();
-        for (i, k) in keys.iter().enumerate() {
-            b.insert(
-                k.as_bytes(),
-                Item {
-                    rank: i as u32,
-                    route: i as u32,
-                    port: 0,
-                    methods: 0,
-                    flags: 0,
-                },
-            );
-        }
-        b.finish()
-    }
-
-    fn prefixes(idx: &PathIndex, path: &str) -> Vec<u32> {
-        let mut out = Vec::new();
-        idx.for_each_prefix(path.as_bytes(), |_, items| {
-            out.extend(items.iter().map(|i| i.rank));
-            true
-        });
-        out
-    }
-
-    #[test]
-    fn finds_all_byte_prefixes_longest_first() {
-        let keys = ["", "/", "/foo", "/foobar", "/fo", "/g", "/foo/x", "/foob"];
-        let idx = index(&keys);
-        assert_eq!(idx.key_count(), keys.len());
-        // "/foobar/baz": "/foobar", "/foob", "/foo", "/fo", "/", "".
-        assert_eq!(prefixes(&idx, "/foobar/baz"), vec![3, 7, 2, 4, 1, 0]);
-        assert_eq!(prefixes(&idx, "/foo/y"), vec![2, 4, 1, 0]);
-        assert_eq!(prefixes(&idx, "/g"), vec![5, 1, 0]);
-        assert_eq!(prefixes(&idx, ""), vec![0]);
-    }
-
-    #[test]
-    fn matches_brute_force() {
-        let keys = [
-            "/a", "/ab", "/abc", "/b", "/a/b", "/a/bc", "/abd", "/", "/b/a",
-        ];
-        let idx = index(&keys);
-        for path in ["/a", "/abcd", "/abd/x", "/a/bcd", "/b/a/c", "/c", "/", "x"] {
-            assert_eq!(
-                prefixes(&idx, path),
-                brute_force(&keys, path),
-                "path {path}"
-            );
-        }
-    }
-
-    /// Indexes of the keys `path` starts with, longest first: what the index must return.
-    fn brute_force(keys: &[&str], path: &str) -> Vec<u32> {
-        let mut want: Vec<u32> = keys
-            .iter()
-            .enumerate()
-            .filter(|(_, k)| path.starts_with(*k))
-            .map(|(i, _)| i as u32)
-            .collect();
-        want.sort_by_key(|&i| std::cmp::Reverse(keys[i as usize].len()));
-        want
-    }
-
-    #[test]
-    fn shared_prefix_and_heads_match_brute_force() {
-        let keys = [
-            "/api/v0/res1",
-            "/api/v0/res12",
-            "/api/v0/res123456789",
-            "/api/v0/res12345678",
-            "/api/v1/res1",
-            "/api/v",
-            "/api/v0/res1\0",
-            "/api/v0/res1\0\0x",
-        ];
-        let idx = index(&keys);
-        for path in [
-            "/api/v0/res1",
-            "/api/v0/res123456789/x",
-            "/api/v0/res12345678",
-            "/api/v0/res1\0\0xy",
-            "/api/v0/res1\0",
-            "/api/v1/res1/sub",
-            "/api/",
-            "/api/w",
-            "/b",
-            "",
-        ] {
-            assert_eq!(
-                prefixes(&idx, path),
-                brute_force(&keys, path),
-                "path {path:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn empty_index_finds_nothing() {
-        assert!(prefixes(&PathIndex::default(), "/x").is_empty());
-    }
-}
+#[path = "path_index_tests.rs"]
+mod tests;
