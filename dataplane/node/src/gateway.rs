@@ -11,7 +11,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use fleetgate_config::declarative::{self, DeclarativeError};
-use fleetgate_config::{ConfigHash, EntityKind, GatewayConfig, Protocol, EMPTY_CONFIG_HASH};
+use fleetgate_config::{
+    ConfigHash, EntityKind, FieldError, GatewayConfig, Protocol, EMPTY_CONFIG_HASH,
+};
 use fleetgate_plugins::{PluginSet, RateLimitCounters};
 use fleetgate_router::Router;
 use serde::Serialize;
@@ -311,12 +313,17 @@ pub fn read_declarative(path: &Path) -> Result<GatewayConfig, ApplyError> {
         },
         DeclarativeError::Invalid(errors) => ApplyError::Invalid {
             path: shown,
-            errors: errors
-                .into_iter()
-                .map(|e| format!("{}: {}", e.field, e.reason))
-                .collect(),
+            errors: field_messages(errors),
         },
     })
+}
+
+/// Validation errors as `field: reason` lines, the form every apply path reports.
+pub fn field_messages(errors: Vec<FieldError>) -> Vec<String> {
+    errors
+        .into_iter()
+        .map(|e| format!("{}: {}", e.field, e.reason))
+        .collect()
 }
 
 /// Builds every runtime structure of a config. Pure apart from the shared counters and health.

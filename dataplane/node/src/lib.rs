@@ -131,13 +131,11 @@ impl DataPlane {
                 _ => {}
             }
         }
-        if !loaded && fallback_tasks.is_empty() {
-            // No config at all: run empty (404 for everything) and say so.
-            tracing::info!("no cached, declarative or fallback config: every request gets 404 until the control plane pushes one");
-        }
-        // With an import pending, the node is ready once the import has had its chance.
+        // With an import pending, the node is ready once the import has had its chance (the
+        // import logs its own outcome).
         let import_pending = settings.fallback.import && fallback_storage.is_some();
         if !loaded && !import_pending {
+            tracing::info!("no cached, declarative or fallback config: every request gets 404 until the control plane pushes one");
             gateway.mark_loaded();
         }
         let node = Arc::new(node);

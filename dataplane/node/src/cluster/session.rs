@@ -378,12 +378,7 @@ fn apply_reconfigure(
     drop(current);
     let config: GatewayConfig =
         serde_json::from_value(config).map_err(|e| vec![format!("config: does not parse: {e}")])?;
-    config.validate().map_err(|errors| {
-        errors
-            .into_iter()
-            .map(|e| format!("{}: {}", e.field, e.reason))
-            .collect::<Vec<_>>()
-    })?;
+    config.validate().map_err(crate::gateway::field_messages)?;
     let (canonical_json, hash) = config.canonical_json_and_hash();
     if hash.as_str() != config_hash {
         return Err(vec![format!(

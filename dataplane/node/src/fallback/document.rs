@@ -128,11 +128,10 @@ pub fn verify(bytes: &[u8], max_bytes: usize) -> Result<VerifiedDocument, String
     let config: GatewayConfig = serde_json::from_str(document.config.get())
         .map_err(|e| format!("the config does not parse: {e}"))?;
     config.validate().map_err(|errors| {
-        let fields: Vec<String> = errors
-            .into_iter()
-            .map(|e| format!("{}: {}", e.field, e.reason))
-            .collect();
-        format!("the config is invalid: {}", fields.join("; "))
+        format!(
+            "the config is invalid: {}",
+            crate::gateway::field_messages(errors).join("; ")
+        )
     })?;
     let (_, hash) = config.canonical_json_and_hash();
     if hash.as_str() != header.config_hash {
