@@ -29,6 +29,15 @@ pub struct ControlPlaneProcess {
     _dir: tempfile::TempDir,
 }
 
+/// What a data plane needs to enrol with a join token instead of a certificate.
+#[derive(Debug, Clone)]
+pub struct JoinCredentials {
+    /// The join token (`cluster_join_token`).
+    pub token: String,
+    /// The CA that signs the control plane's cluster certificate.
+    pub ca: String,
+}
+
 /// What a data plane needs to join a control plane.
 #[derive(Debug, Clone)]
 pub struct DpCredentials {
@@ -218,6 +227,31 @@ impl ControlPlaneProcess {
             cert_id: generated["item"]["id"]
                 .as_str()
                 .expect("cert id")
+                .to_string(),
+        }
+    }
+
+    /// Mints a join token for a control plane (`POST …/dp-join-tokens`).
+    pub async fn join_credentials(&self, control_plane_id: &str) -> JoinCredentials {
+        let created = self
+            .ok(
+                reqwest::Method::POST,
+                &format!("/v2/control-planes/{control_plane_id}/dp-join-tokens"),
+                Some(json!({"ttl_seconds": 600})),
+            )
+            .await;
+        let cp = self
+            .ok(
+                reqwest::Method::GET,
+                &format!("/v2/control-planes/{control_plane_id}"),
+                None,
+            )
+            .await;
+        JoinCredentials {
+            token: created["token"].as_str().expect("token").to_string(),
+            ca: cp["config"]["cluster_ca_cert"]
+                .as_str()
+                .expect("cluster_ca_cert")
                 .to_string(),
         }
     }

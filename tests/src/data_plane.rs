@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{binary, eventually, free_port, http, kill_hard, spawn_logged, DpCredentials};
+use crate::{
+    binary, eventually, free_port, http, kill_hard, spawn_logged, DpCredentials, JoinCredentials,
+};
 
 /// How to start a data plane.
 #[derive(Debug, Clone, Default)]
@@ -16,6 +18,8 @@ pub struct DataPlaneOptions {
     pub control_plane: Option<String>,
     /// Certificates to join with.
     pub credentials: Option<DpCredentials>,
+    /// A join token (and the CA) to enrol with instead of certificates.
+    pub join: Option<JoinCredentials>,
     /// `cluster_server_name`, when not the host part.
     pub server_name: Option<String>,
     /// A `declarative_config` YAML text.
@@ -41,6 +45,44 @@ pub struct DataPlaneProcess {
 impl DataPlaneProcess {
     /// Writes the settings and starts the node; waits until its status listener answers.
     pub async fn start(options: DataPlaneOptions) -> Self {
+        let mut dp = Self::prepare(options);
+        dp.launch().await;
+        dp
+    }
+
+    /// Writes the settings and runs the node until it exits by itself (at most `timeout`):
+    /// its exit code and its log.
+    pub async fn run_to_exit(
+        options: DataPlaneOptions,
+        timeout: Duration,
+    ) -> (Option<i32>, String) {
+        let mut dp = Self::prepare(options);
+        let log = std::fs::File::create(dp.log_path()).expect("create the data plane log");
+        let child = Command::new(binary("fleetgate-dp"))
+            .arg("--conf")
+            .arg(dp.conf_path())
+            .envs(dp.env.iter().map(|(k, v)| (k, v)))
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn the data plane");
+        // Held by `dp`, so a node that never exits is killed when the test fails.
+        dp.child = Some(child);
+        let status = eventually(timeout, "the data plane to exit by itself", || {
+            let exited = dp
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().expect("poll the data plane"));
+            async move { exited }
+        })
+        .await;
+        dp.child = None;
+        (status.code(), dp.log())
+    }
+
+    fn prepare(options: DataPlaneOptions) -> Self {
         let dir = tempfile::tempdir().expect("create a temp dir");
         let prefix = dir.path().join("prefix");
         std::fs::create_dir_all(&prefix).expect("create the prefix dir");
@@ -75,6 +117,14 @@ impl DataPlaneProcess {
                 &path_str(&dir.path().join("cluster-ca.crt")),
             );
         }
+        if let Some(join) = &options.join {
+            std::fs::write(dir.path().join("cluster-ca.crt"), &join.ca).expect("write the CA");
+            set(
+                "cluster_ca_cert",
+                &path_str(&dir.path().join("cluster-ca.crt")),
+            );
+            set("cluster_join_token", &join.token);
+        }
         if let Some(name) = &options.server_name {
             set("cluster_server_name", name);
         }
@@ -87,16 +137,14 @@ impl DataPlaneProcess {
             set(key, value);
         }
         std::fs::write(dir.path().join("dp.toml"), toml).expect("write dp.toml");
-        let mut dp = Self {
+        Self {
             proxy,
             status,
             prefix,
             env: options.env,
             child: None,
             _dir: dir,
-        };
-        dp.launch().await;
-        dp
+        }
     }
 
     fn conf_path(&self) -> PathBuf {

@@ -14,7 +14,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-pub use control_plane::{ControlPlaneProcess, DpCredentials};
+pub use control_plane::{ControlPlaneProcess, DpCredentials, JoinCredentials};
 pub use data_plane::{DataPlaneOptions, DataPlaneProcess};
 pub use moto::{Moto, MOTO_ACCESS_KEY, MOTO_REGION, MOTO_SECRET_KEY};
 pub use relay::Relay;

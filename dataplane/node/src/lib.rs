@@ -81,8 +81,14 @@ impl DataPlane {
             cluster: None,
             fallback: None,
         };
-        // Read the cluster material before anything binds, so a bad file fails start-up.
-        let client_settings = ClientSettings::from_settings(&settings)?;
+        // Read the cluster material before anything binds, so a bad file fails start-up. A
+        // node with only a join token enrols in the background (below), so the proxy serves
+        // whatever config it has while the control plane is unreachable.
+        let (cluster_settings, enrolment) = cluster::enrol::prepare(&settings, &node.hostname)?;
+        let client_settings = match enrolment {
+            Some(_) => None,
+            None => ClientSettings::from_settings(&cluster_settings)?,
+        };
         let gateway = Gateway::with_telemetry(telemetry::TelemetrySettings {
             buffer_limit: settings.analytics_buffer_size_limit,
             flush_interval: settings.analytics_flush_interval,
@@ -97,16 +103,22 @@ impl DataPlane {
             .map(|storage| fallback::FallbackStatus::new(storage.location()));
         // Dial the control plane regardless of what was loaded: a pushed config always
         // replaces a local one.
-        let cluster = client_settings.map(|client| {
-            let handle = ClusterClient::spawn(
+        let cluster = match (client_settings, enrolment) {
+            (Some(client), _) => Some(ClusterClient::spawn(
                 client,
                 gateway.clone(),
                 settings.prefix.clone(),
                 node.clone(),
-            );
-            node.cluster = Some(handle.state());
-            handle
-        });
+            )),
+            (None, Some(enrolment)) => Some(ClusterClient::spawn_enrolling(
+                enrolment,
+                cluster_settings,
+                gateway.clone(),
+                node.clone(),
+            )),
+            (None, None) => None,
+        };
+        node.cluster = cluster.as_ref().map(ClusterHandle::state);
         let mut fallback_tasks = Vec::new();
         if let (Some(storage), Some(status)) = (&fallback_storage, &node.fallback) {
             if settings.fallback.import && !loaded {
@@ -207,6 +219,15 @@ impl DataPlane {
         self.gateway.apply_declarative_file(path).map(|_| ())
     }
 
+    /// Resolves with a one-line reason if the cluster client gave up for good (its join
+    /// token was refused); never resolves otherwise.
+    pub async fn cluster_failed(&self) -> String {
+        match &self.cluster {
+            Some(cluster) => cluster.failed().await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Stops accepting, lets in-flight requests finish, and waits for the listeners.
     pub async fn shutdown(self) {
         for task in &self.fallback_tasks {
@@ -300,6 +321,7 @@ fn load_license(gateway: &Gateway, prefix: &Path) {
 /// `fleetgate-dp`: runs until SIGINT/SIGTERM; SIGHUP reloads `declarative_config`.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let dp = DataPlane::start(settings).await?;
+    let mut failure = None;
     tracing::info!(proxy = %dp.proxy_addr, status = %dp.status_addr, tls = ?dp.proxy_tls_addr, "data plane listening");
     #[cfg(unix)]
     {
@@ -314,13 +336,24 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 },
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
+                reason = dp.cluster_failed() => {
+                    failure = Some(reason);
+                    break;
+                }
             }
         }
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        reason = dp.cluster_failed() => failure = Some(reason),
+    }
     dp.shutdown().await;
-    Ok(())
+    match failure {
+        // A node that can never join (its join token was refused) exits non-zero.
+        Some(reason) => Err(anyhow::anyhow!(reason)),
+        None => Ok(()),
+    }
 }
 
 /// The machine's host name, as the control plane's `/nodes` shows it: `$HOSTNAME` when set

@@ -70,6 +70,16 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("cluster_join_token", None),
 ];
 
+/// `cluster_join_token`: a credential, so its Debug shows nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JoinToken(pub String);
+
+impl std::fmt::Debug for JoinToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JoinToken(<redacted>)")
+    }
+}
+
 /// Parsed data-plane settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -96,6 +106,9 @@ pub struct Settings {
     pub cluster_cert_key: Option<PathBuf>,
     /// The CA that signs the control plane's server certificate (PEM file).
     pub cluster_ca_cert: Option<PathBuf>,
+    /// A single-use token to obtain `cluster_cert`/`cluster_cert_key` from the control plane
+    /// at first start (kept out of `raw`, and never printed).
+    pub cluster_join_token: Option<JoinToken>,
     /// Max time between telemetry flushes.
     pub analytics_flush_interval: Duration,
     /// Buffered requests while disconnected.
@@ -181,6 +194,12 @@ impl Settings {
                 raw.insert(key, value.clone());
             }
         }
+        // A credential: held apart so no Debug of the settings can print it.
+        let cluster_join_token = raw
+            .remove("cluster_join_token")
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .map(JoinToken);
         let get = |key: &str| raw.get(key).map(String::as_str);
         let addr = |key: &str| -> Result<SocketAddr, SettingsError> {
             let value = get(key).unwrap_or("");
@@ -238,12 +257,26 @@ impl Settings {
             })
             .unwrap_or_default();
         if !cluster_control_plane.is_empty() {
-            // A clustered node cannot authenticate without all three; say which is missing
-            // now rather than failing every dial later.
-            for key in ["cluster_cert", "cluster_cert_key", "cluster_ca_cert"] {
+            // A clustered node cannot authenticate without a certificate and key, or a join
+            // token to obtain them, and the CA; say which is missing now rather than failing
+            // every dial later.
+            let has_cert = text("cluster_cert").is_some() || text("cluster_cert_key").is_some();
+            if !has_cert && cluster_join_token.is_none() {
+                return Err(SettingsError::Missing {
+                    key: "cluster_cert".into(),
+                    because: "cluster_control_plane is set and no cluster_join_token is given"
+                        .into(),
+                });
+            }
+            let needed: &[&str] = if has_cert {
+                &["cluster_cert", "cluster_cert_key", "cluster_ca_cert"]
+            } else {
+                &["cluster_ca_cert"]
+            };
+            for key in needed {
                 if text(key).is_none() {
                     return Err(SettingsError::Missing {
-                        key: key.into(),
+                        key: key.to_string(),
                         because: "cluster_control_plane is set".into(),
                     });
                 }
@@ -273,6 +306,7 @@ impl Settings {
             cluster_cert: path("cluster_cert"),
             cluster_cert_key: path("cluster_cert_key"),
             cluster_ca_cert: path("cluster_ca_cert"),
+            cluster_join_token,
             analytics_flush_interval: parse_duration(
                 "analytics_flush_interval",
                 get("analytics_flush_interval").unwrap_or("1s"),
@@ -415,6 +449,47 @@ mod tests {
         )
         .expect_err("no port");
         assert!(err.to_string().contains("cluster_control_plane"), "{err}");
+    }
+
+    #[test]
+    fn a_join_token_replaces_cert_and_key_but_not_the_ca() {
+        let err = Settings::from_sources(
+            None,
+            &env(&[
+                ("FLEETGATE_CLUSTER_CONTROL_PLANE", "cp.example:8005"),
+                ("FLEETGATE_CLUSTER_CA_CERT", "/ca.pem"),
+            ]),
+        )
+        .expect_err("neither cert nor token");
+        assert_eq!(
+            err.to_string(),
+            "setting 'cluster_cert' is required when cluster_control_plane is set and no cluster_join_token is given"
+        );
+        let err = Settings::from_sources(
+            None,
+            &env(&[
+                ("FLEETGATE_CLUSTER_CONTROL_PLANE", "cp.example:8005"),
+                ("FLEETGATE_CLUSTER_JOIN_TOKEN", "fgjt_secret"),
+            ]),
+        )
+        .expect_err("no CA");
+        assert_eq!(
+            err.to_string(),
+            "setting 'cluster_ca_cert' is required when cluster_control_plane is set"
+        );
+        let s = Settings::from_sources(
+            Some((
+                "dp.toml",
+                "cluster_control_plane = \"cp.example:8005\"\ncluster_ca_cert = \"/ca.pem\"\ncluster_join_token = \"fgjt_secret\"\n",
+            )),
+            &[],
+        )
+        .expect("a token instead of cert and key");
+        assert_eq!(s.cluster_join_token, Some(JoinToken("fgjt_secret".into())));
+        assert_eq!(s.cluster_cert, None);
+        // The token is a credential: no Debug of the settings shows it.
+        assert!(!format!("{s:?}").contains("fgjt_secret"));
+        assert!(!s.raw.contains_key("cluster_join_token"));
     }
 
     #[test]

@@ -14,8 +14,11 @@
 //! - Telemetry: [`encode_telemetry`]/[`decode_telemetry`] for the compact binary frame of
 //!   `telemetry` batches (dictionary of ids + varint columns, magic `FGTB`; format in
 //!   [`telemetry`]). Receivers tell it from gzip JSON by [`is_telemetry_frame`].
+//! - Enrolment: [`EnrolRequest`]/[`EnrolAnswer`] on [`ENROL_PATH`], how a node with a join
+//!   token obtains its cluster certificate.
 //! - Versioning: [`PROTOCOL_VERSION`], [`Version`], [`compatibility`].
 
+mod enrol;
 mod error;
 mod framing;
 pub mod license;
@@ -24,6 +27,7 @@ mod outlet;
 pub mod telemetry;
 mod version;
 
+pub use enrol::{EnrolAnswer, EnrolRequest, ENROL_PATH, MAX_ENROL_FRAME_BYTES};
 pub use error::{ProtocolError, Result};
 pub use framing::{
     decode_binary, decode_binary_message, decode_binary_message_with_limits,

@@ -3,6 +3,7 @@
 //! keeps `api-spec/openapi.yaml` equal to this output.
 
 mod cloud_gateways;
+mod join_tokens;
 
 use std::collections::BTreeMap;
 
@@ -450,6 +451,7 @@ fn operations() -> Vec<Op> {
     node_ops(&mut ops);
     analytics_ops(&mut ops);
     identity_ops(&mut ops);
+    join_tokens::join_token_ops(&mut ops);
     portal_and_billing_ops(&mut ops);
     cloud_gateways::cloud_gateway_ops(&mut ops);
     ops
@@ -772,6 +774,7 @@ pub fn document() -> OpenApi {
     add_schema::<ServiceLifetime>(&mut schemas);
     add_schema::<Usage>(&mut schemas);
     cloud_gateways::add_schemas(&mut schemas);
+    join_tokens::add_schemas(&mut schemas);
     let mut components = ComponentsBuilder::new().security_scheme(
         "bearer",
         SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),

@@ -288,6 +288,15 @@ async fn other_organizations_resources_are_invisible_and_untouchable() {
     app.post(&format!("{base}/services"), &b, json!({"url": "http://x"}))
         .await
         .expect(404);
+    // Join tokens cannot be minted for another organisation's control plane.
+    app.call(
+        Method::POST,
+        &format!("{cp_path}/dp-join-tokens"),
+        Some(&b),
+        None,
+    )
+    .await
+    .expect(404);
     for path in [
         format!("{cp_path}/expected-config-hash"),
         format!("{cp_path}/declarative-config"),
@@ -345,6 +354,9 @@ async fn viewers_read_but_cannot_write() {
     .await
     .expect(403);
     app.post("/v2/tokens", &viewer, json!({"name": "t", "role": "admin"}))
+        .await
+        .expect(403);
+    app.post(&format!("{cp}/dp-join-tokens"), &viewer, json!({}))
         .await
         .expect(403);
     app.stop().await;

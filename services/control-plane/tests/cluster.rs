@@ -279,11 +279,15 @@ async fn unidentified_clients_and_bad_queries_are_refused() {
         other => panic!("expected 401, got {:?}", other.map(|_| "a session")),
     }
 
-    // No certificate at all: the TLS handshake (or the first read after it) fails.
-    assert!(
-        dial_raw(addr, ca, None, &good_query).await.is_err(),
-        "a client without a certificate got a session"
-    );
+    // No certificate at all: the handshake succeeds (enrolment needs none) and the outlet
+    // upgrade is refused with a 401 naming why.
+    match dial_raw(addr, ca, None, &good_query).await {
+        Err(DialError::Http { status, body }) => {
+            assert_eq!(status, 401, "{body}");
+            assert!(body.contains("no client certificate"), "{body}");
+        }
+        other => panic!("expected 401, got {:?}", other.map(|_| "a session")),
+    }
 
     // A missing parameter is named.
     let missing = format!("node_hostname=x&node_version={VERSION}");

@@ -3,8 +3,10 @@
 //! WebSocket on `/v1/outlet`, says `hello`, applies every `reconfigure` (then caches it and
 //! answers `applied` or `rejected`), stores pushed licenses and sends a heartbeat. It never
 //! gives up: after any failure it waits a random delay in `cluster_reconnect_delay` and dials
-//! the next endpoint of the list.
+//! the next endpoint of the list. A node given `cluster_join_token` instead of a certificate
+//! first [enrols](enrol) for one.
 
+pub mod enrol;
 mod session;
 pub mod tls;
 
@@ -114,11 +116,24 @@ pub struct ClusterState {
 pub struct ClusterHandle {
     state: watch::Receiver<ClusterState>,
     applied: watch::Receiver<Option<Arc<ExportedConfig>>>,
+    failure: watch::Receiver<Option<String>>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl ClusterHandle {
+    /// Resolves with a one-line reason if the client gave up for good (its join token was
+    /// refused); never resolves otherwise. The node should then exit.
+    pub async fn failed(&self) -> String {
+        let mut failure = self.failure.clone();
+        let reason = match failure.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            // The client ended without failing (shutdown): nothing to report, ever.
+            Err(_) => return std::future::pending().await,
+        };
+        reason
+    }
+
     /// The link's state; `changed()` wakes on every update.
     pub fn state(&self) -> watch::Receiver<ClusterState> {
         self.state.clone()
@@ -165,6 +180,7 @@ impl ClusterClient {
         let (state, state_rx) = watch::channel(ClusterState::default());
         let (stop, stop_rx) = watch::channel(false);
         let (applied, applied_rx) = watch::channel(None);
+        let (_failure, failure_rx) = watch::channel(None);
         let link = Link {
             settings,
             gateway,
@@ -177,6 +193,58 @@ impl ClusterClient {
         ClusterHandle {
             state: state_rx,
             applied: applied_rx,
+            failure: failure_rx,
+            stop,
+            task,
+        }
+    }
+
+    /// Like [`spawn`](Self::spawn) for a node that must first enrol with its join token:
+    /// enrols (retrying until the control plane answers), then runs the client with the
+    /// certificate obtained, built from `settings`. A refusal ends the client and resolves
+    /// [`ClusterHandle::failed`].
+    pub fn spawn_enrolling(
+        enrolment: enrol::Enrolment,
+        settings: Settings,
+        gateway: Arc<Gateway>,
+        node: NodeInfo,
+    ) -> ClusterHandle {
+        gateway.telemetry.start_flusher();
+        let (state, state_rx) = watch::channel(ClusterState::default());
+        let (stop, stop_rx) = watch::channel(false);
+        let (applied, applied_rx) = watch::channel(None);
+        let (failure, failure_rx) = watch::channel(None);
+        let task = tokio::spawn(async move {
+            let mut stop = stop_rx;
+            let fail = |reason: String| {
+                tracing::error!(%reason, "the node cannot join its control plane");
+                let _ = failure.send(Some(reason));
+            };
+            let (cert, key) = match enrolment.run(&mut stop, &state).await {
+                Ok(Some(paths)) => paths,
+                Ok(None) => return,
+                Err(e) => return fail(e.to_string()),
+            };
+            let with_cert = enrol::with_credentials(&settings, &cert, &key);
+            let client = match ClientSettings::from_settings(&with_cert) {
+                Ok(Some(client)) => client,
+                Ok(None) => return,
+                Err(e) => return fail(format!("use the enrolled certificate: {e:#}")),
+            };
+            let link = Link {
+                settings: client,
+                gateway,
+                prefix: settings.prefix.clone(),
+                node,
+                state,
+                applied,
+            };
+            run(link, stop).await;
+        });
+        ClusterHandle {
+            state: state_rx,
+            applied: applied_rx,
+            failure: failure_rx,
             stop,
             task,
         }

@@ -37,6 +37,22 @@ pub fn client_config_from_pem(
     anyhow::ensure!(!chain.is_empty(), "cluster_cert holds no certificate");
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .context("parse cluster_cert_key as a PEM private key")?;
+    let config = builder(ca_pem)?
+        .with_client_auth_cert(chain, key)
+        .context("use cluster_cert with cluster_cert_key (do they match?)")?;
+    Ok(Arc::new(config))
+}
+
+/// The config of `/v1/enrol`: as [`client_config_from_pem`] but without a client certificate
+/// (the node has none yet; its join token is the credential).
+pub fn enrol_client_config(ca_pem: &[u8]) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    Ok(Arc::new(builder(ca_pem)?.with_no_client_auth()))
+}
+
+/// TLS 1.3 only, trusting only the `cluster_ca_cert` certificates.
+fn builder(
+    ca_pem: &[u8],
+) -> anyhow::Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>> {
     let mut roots = rustls::RootCertStore::empty();
     let mut added = 0;
     for ca in CertificateDer::pem_slice_iter(ca_pem) {
@@ -48,14 +64,12 @@ pub fn client_config_from_pem(
     }
     anyhow::ensure!(added > 0, "cluster_ca_cert holds no certificate");
     // An explicit provider, so the process needs no global default installed.
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .context("enable TLS 1.3")?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .context("use cluster_cert with cluster_cert_key (do they match?)")?;
-    Ok(Arc::new(config))
+    Ok(
+        rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .context("enable TLS 1.3")?
+            .with_root_certificates(roots),
+    )
 }
 
 /// The TLS server name for `endpoint` (`host:port`): `server_name` when set, else the host.

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::extract::{parse_body, parse_id, JsonBody, Page, PageOf, PathParams, QueryParams};
 use crate::auth::Caller;
+use crate::cluster::enrol::ensure_control_plane_ca;
 use crate::cluster::identity::CertificateInfo;
 use crate::cluster::tls;
 use crate::error::{ApiError, ApiResult};
@@ -214,16 +215,7 @@ pub async fn generate(
             }),
         ));
     }
-    let ca = match state.store.control_plane_ca(org, cp_id).await? {
-        Some(ca) => ca,
-        None => {
-            let fresh = tls::new_control_plane_ca(cp_id)?;
-            state
-                .store
-                .create_control_plane_ca(org, cp_id, inspect(&fresh.cert_pem)?, &fresh.key_pem)
-                .await?
-        }
-    };
+    let ca = ensure_control_plane_ca(&state.store, org, cp_id).await?;
     let issued = tls::client_cert_signed_by_control_plane_ca(cp_id, &ca.key_pem)?;
     let leaf = inspect(&issued.cert_pem)?;
     Ok((

@@ -9,6 +9,7 @@ pub mod dp_certificates;
 pub mod entities;
 pub mod extract;
 pub mod health;
+pub mod join_tokens;
 pub mod licenses;
 pub mod nodes;
 pub mod organizations;
@@ -35,6 +36,7 @@ pub fn app(state: AppState) -> Router {
         .merge(tokens::router())
         .merge(control_planes::router())
         .merge(dp_certificates::router())
+        .merge(join_tokens::router())
         .merge(licenses::router())
         .merge(nodes::router())
         .merge(entities::router())

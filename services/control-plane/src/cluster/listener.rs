@@ -1,16 +1,18 @@
-//! The cluster listener: TLS 1.3 with client certificates, then the `/v1/outlet` WebSocket
-//! upgrade, then one [`session`](super::session) per data-plane node.
+//! The cluster listener: TLS 1.3 with an optional client certificate, then a WebSocket
+//! upgrade: `/v1/outlet` opens one [`session`](super::session) per data-plane node, and
+//! `/v1/enrol` lets a node with a join token obtain its certificate ([`enrol`](super::enrol)).
 //!
 //! Which control plane a node belongs to is decided right after the TLS handshake by
-//! [`identify`] (a database lookup) and before the upgrade is answered, so an unknown,
-//! expired or deleted certificate gets a 401/403 with the reason instead of a session.
+//! [`identify`] (a database lookup) and before the upgrade is answered, so a missing, unknown,
+//! expired or deleted certificate gets a 401/403 on `/v1/outlet` with the reason instead of a
+//! session. `/v1/enrol` needs no certificate: the join token is the credential.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use fleetgate_protocol::{OutletQuery, MAX_FRAME_BYTES, OUTLET_PATH};
+use fleetgate_protocol::{OutletQuery, ENROL_PATH, MAX_FRAME_BYTES, OUTLET_PATH};
 use http::StatusCode;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -19,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use super::enrol;
 use super::hub::ClusterHub;
 use super::identity::{identify, IdentifyError};
 use super::nodes::stopped;
@@ -145,6 +148,14 @@ pub async fn start(
     Ok((addr, task))
 }
 
+/// Which endpoint an upgrade was accepted for.
+enum Upgrade {
+    /// A node's session, identified by its client certificate.
+    Outlet(OutletQuery),
+    /// An enrolment with a join token.
+    Enrol,
+}
+
 async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -180,18 +191,25 @@ async fn connection(
             .map_err(|err| (refusal_status(&err), err.to_string())),
     };
 
-    let mut accepted: Option<OutletQuery> = None;
+    let mut accepted: Option<Upgrade> = None;
     // The result type is fixed by tungstenite's `Callback` trait.
     #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
-        if request.uri().path() != OUTLET_PATH {
-            return Err(problem(
-                StatusCode::NOT_FOUND,
-                &format!(
-                    "no cluster endpoint at {}; data planes dial {OUTLET_PATH}",
-                    request.uri().path()
-                ),
-            ));
+        match request.uri().path() {
+            OUTLET_PATH => {}
+            ENROL_PATH => {
+                accepted = Some(Upgrade::Enrol);
+                return Ok(response);
+            }
+            other => {
+                return Err(problem(
+                    StatusCode::NOT_FOUND,
+                    &format!(
+                        "no cluster endpoint at {other}; data planes dial {OUTLET_PATH} \
+                         ({ENROL_PATH} to enrol with a join token)"
+                    ),
+                ))
+            }
         }
         let query = OutletQuery::parse(request.uri().query().unwrap_or(""))
             .map_err(|err| problem(StatusCode::BAD_REQUEST, &err.to_string()))?;
@@ -199,7 +217,7 @@ async fn connection(
             tracing::warn!(node_id = %query.node_id, peer = %peer, reason = %reason, "data plane refused");
             return Err(problem(*status, reason));
         }
-        accepted = Some(query);
+        accepted = Some(Upgrade::Outlet(query));
         Ok(response)
     };
     let config = WebSocketConfig::default()
@@ -217,7 +235,15 @@ async fn connection(
             return;
         }
     };
-    let (Some(query), Ok(identity)) = (accepted, identity) else {
+    let query = match accepted {
+        Some(Upgrade::Outlet(query)) => query,
+        Some(Upgrade::Enrol) => {
+            enrol::serve(ws, hub.store(), peer).await;
+            return;
+        }
+        None => return,
+    };
+    let Ok(identity) = identity else {
         return;
     };
     let context = SessionContext {

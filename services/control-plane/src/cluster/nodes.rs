@@ -48,7 +48,8 @@ pub async fn mark_all_disconnected(store: &Store) -> anyhow::Result<()> {
 }
 
 /// Removes nodes unseen for longer than `purge_after`, checking a few times per period (at
-/// least every hour), until `stop` turns true.
+/// least every hour), until `stop` turns true. Join tokens expired for over a day go in the
+/// same pass.
 pub fn spawn_purge(
     store: Arc<Store>,
     purge_after: Duration,
@@ -65,6 +66,11 @@ pub fn spawn_purge(
                 Ok(0) => {}
                 Ok(n) => tracing::info!(nodes = n, "purged nodes unseen for {purge_after:?}"),
                 Err(err) => tracing::warn!(error = %err, "could not purge old nodes"),
+            }
+            match store.delete_expired_join_tokens().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(tokens = n, "deleted join tokens expired over a day ago"),
+                Err(err) => tracing::warn!(error = %err, "could not delete expired join tokens"),
             }
             tokio::select! {
                 () = stopped(&mut stop) => return,

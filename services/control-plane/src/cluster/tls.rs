@@ -1,12 +1,14 @@
 //! The cluster listener's TLS material: a CA data planes trust and a server certificate it
 //! signs, generated into the data dir at first start (or given with `--cluster-cert`,
-//! `--cluster-cert-key`, `--cluster-ca-cert`), and the rustls server config that requires a
-//! client certificate from every data plane.
+//! `--cluster-cert-key`, `--cluster-ca-cert`), and the rustls server config that asks every
+//! data plane for a client certificate.
 //!
 //! Which control plane a client certificate belongs to is not a TLS question: the verifier
-//! here only insists on a parseable certificate and a valid handshake signature, and
-//! [`crate::cluster::identity::identify`] decides right after the handshake, so a refused node
-//! gets an HTTP answer naming the reason instead of a bare TLS alert.
+//! here only insists that a certificate, when presented, parses and carries a valid handshake
+//! signature, and [`crate::cluster::identity::identify`] decides right after the handshake, so
+//! a refused node gets an HTTP answer naming the reason instead of a bare TLS alert. A client
+//! certificate is optional at the TLS layer because `/v1/enrol` is how a node without one
+//! obtains it; `/v1/outlet` refuses a connection without one (401).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -104,7 +106,7 @@ impl ClusterTls {
     }
 
     /// The listener's rustls config: TLS 1.3 only, ALPN `http/1.1`, a client certificate
-    /// required.
+    /// requested (the listener requires one per path).
     pub fn server_config(&self) -> Arc<ServerConfig> {
         self.server_config.clone()
     }
@@ -187,8 +189,8 @@ impl ClusterTls {
     }
 }
 
-/// Accepts any client certificate that parses as X.509, and checks that the client holds its
-/// private key (the handshake signature). Identification happens after the handshake.
+/// Accepts no client certificate, or any that parses as X.509 when the client proves it holds
+/// the private key (the handshake signature). Identification happens after the handshake.
 #[derive(Debug)]
 struct AnyClientCertificate {
     algorithms: WebPkiSupportedAlgorithms,
@@ -196,7 +198,9 @@ struct AnyClientCertificate {
 
 impl ClientCertVerifier for AnyClientCertificate {
     fn client_auth_mandatory(&self) -> bool {
-        true
+        // Optional so `/v1/enrol` works for a node without a certificate yet; the listener
+        // refuses `/v1/outlet` without one.
+        false
     }
 
     fn root_hint_subjects(&self) -> &[TlsDn] {
@@ -429,7 +433,9 @@ pub const DP_COMMON_NAME: &str = "fleetgate-dp";
 /// Validity of generated data-plane client certificates.
 pub const DP_CERT_DAYS: i64 = 365;
 
-fn client_leaf_params() -> anyhow::Result<CertificateParams> {
+/// Parameters of every data-plane client certificate the control plane issues: subject
+/// `fleetgate-dp`, client-auth only, [`DP_CERT_DAYS`] from now.
+pub fn client_leaf_params() -> anyhow::Result<CertificateParams> {
     let mut params = leaf_params(DP_COMMON_NAME, DP_CERT_DAYS)?;
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     Ok(params)
@@ -625,7 +631,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn listener_requires_a_client_certificate_over_tls13() {
+    async fn listener_takes_an_optional_client_certificate_over_tls13_only() {
         let tls = ClusterTls::ephemeral("127.0.0.1").expect("generate");
         let dp = self_signed_client_cert().expect("client cert");
         let tls13: &[&'static rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
@@ -650,10 +656,12 @@ mod tests {
         .await
         .expect("per-control-plane server name");
 
-        let err = handshake(&tls, client_config(tls.ca_pem(), None, tls13), "localhost")
+        // Without a client certificate the handshake succeeds (for `/v1/enrol`); the listener
+        // refuses `/v1/outlet` after it.
+        let (seen, _) = handshake(&tls, client_config(tls.ca_pem(), None, tls13), "localhost")
             .await
-            .expect_err("no client certificate");
-        assert!(err.to_lowercase().contains("certificate"), "{err}");
+            .expect("handshake without a client certificate");
+        assert!(seen.is_empty(), "no certificate was presented");
 
         let tls12: &[&'static rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
         handshake(

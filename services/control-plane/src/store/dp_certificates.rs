@@ -103,7 +103,7 @@ fn duplicate() -> StoreError {
     }
 }
 
-async fn insert(
+pub(super) async fn insert(
     conn: &mut sqlx::AnyConnection,
     control_plane_id: Uuid,
     new: NewDpCertificate,
@@ -138,7 +138,7 @@ async fn insert(
 }
 
 /// Fails with "not found" unless the control plane belongs to the organisation.
-async fn check_control_plane(
+pub(super) async fn check_control_plane(
     conn: &mut sqlx::AnyConnection,
     org: Uuid,
     control_plane_id: Uuid,

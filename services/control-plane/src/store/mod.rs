@@ -12,6 +12,7 @@ mod cloud_gateways;
 mod control_planes;
 mod dp_certificates;
 mod entities;
+mod join_tokens;
 mod licenses;
 mod nodes;
 mod organizations;
@@ -32,6 +33,7 @@ pub use dp_certificates::{
     CertificateOwner, ControlPlaneCa, DpCertificateRecord, NewDpCertificate,
 };
 pub use entities::{ensure_id, name_field, EntityRecord, EntityWrite, ReferenceRow};
+pub use join_tokens::{JoinTokenRecord, JoinTokenRefusal, NewJoinToken, JOIN_TOKEN_PREFIX};
 pub use licenses::LicenseRecord;
 pub use nodes::{
     NodeHeartbeat, NodeHello, NodeRecord, NODE_STATUS_INCOMPATIBLE, NODE_STATUS_NORMAL,

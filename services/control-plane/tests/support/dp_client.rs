@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleetgate_protocol::{CpMessage, DpMessage, OutletQuery};
+use fleetgate_protocol::{CpMessage, DpMessage, EnrolAnswer, EnrolRequest, OutletQuery};
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -124,6 +124,68 @@ pub async fn dial_raw(
                 .unwrap_or_default(),
         }),
         Err(e) => Err(DialError::Transport(e.to_string())),
+    }
+}
+
+/// A node key and a CSR for it, as a node builds them before enrolling.
+pub struct NodeKey {
+    pub key_pem: String,
+    pub csr_pem: String,
+}
+
+impl NodeKey {
+    pub fn generate() -> Self {
+        let key = rcgen::KeyPair::generate().expect("generate a key");
+        let csr = rcgen::CertificateParams::new(vec!["asks-for-this.example".to_string()])
+            .expect("params")
+            .serialize_request(&key)
+            .expect("build a CSR");
+        Self {
+            key_pem: key.serialize_pem(),
+            csr_pem: csr.pem().expect("CSR PEM"),
+        }
+    }
+
+    /// The key with the certificate enrolment gave for it.
+    pub fn with_cert(&self, cert_pem: &str) -> DpCert {
+        DpCert {
+            cert_pem: cert_pem.to_string(),
+            key_pem: self.key_pem.clone(),
+        }
+    }
+}
+
+/// Enrols over `/v1/enrol` without a client certificate: sends one `enrol` message and
+/// returns the control plane's answer, or `Err` with why there was none.
+pub async fn enrol(
+    addr: SocketAddr,
+    ca_pem: &str,
+    join_token: &str,
+    csr_pem: &str,
+) -> Result<EnrolAnswer, String> {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(ca_pem, None)));
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let tls = connector
+        .connect(ServerName::try_from("localhost").expect("server name"), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/v1/enrol", tls)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = EnrolRequest::Enrol {
+        join_token: join_token.to_string(),
+        csr: csr_pem.to_string(),
+        node_hostname: "enrol-test".to_string(),
+    };
+    ws.send(Message::text(request.to_text()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let next = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .map_err(|_| "no answer within 10 s".to_string())?;
+    match next {
+        Some(Ok(Message::Text(text))) => EnrolAnswer::from_text(&text),
+        other => Err(format!("expected an enrol answer, got {other:?}")),
     }
 }
 
