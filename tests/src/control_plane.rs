@@ -25,6 +25,7 @@ pub struct ControlPlaneProcess {
     data_dir: PathBuf,
     database_url: Option<String>,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
     child: Option<Child>,
     _dir: tempfile::TempDir,
 }
@@ -71,6 +72,12 @@ async fn fresh_database() -> Option<String> {
 impl ControlPlaneProcess {
     /// Starts a control plane with extra `serve` arguments (e.g. a short ping interval).
     pub async fn start(extra_args: &[&str]) -> Self {
+        Self::start_with_env(extra_args, Vec::new()).await
+    }
+
+    /// Starts a control plane with extra `serve` arguments and environment variables (e.g.
+    /// [`Moto::aws_env`](crate::Moto::aws_env) for `--cloud-provider aws`).
+    pub async fn start_with_env(extra_args: &[&str], env: Vec<(&str, String)>) -> Self {
         let dir = tempfile::tempdir().expect("create a temp dir");
         let data_dir = dir.path().join("data");
         let database_url = fresh_database().await;
@@ -84,6 +91,7 @@ impl ControlPlaneProcess {
             data_dir,
             database_url,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             child: None,
             _dir: dir,
         };
@@ -110,6 +118,7 @@ impl ControlPlaneProcess {
             .arg("--cluster-listen")
             .arg(self.cluster.to_string())
             .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("FLEETGATE_DATABASE_URL");
         if let Some(url) = &self.database_url {
             cmd.arg("--database-url").arg(url);

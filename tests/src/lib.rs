@@ -1,10 +1,12 @@
 //! Test support for whole-system tests: the real `fleetgate` and `fleetgate-dp` binaries as
 //! child processes, a real upstream, a TCP relay that can cut the cluster link, a private moto
-//! server (AWS EC2/S3) per test, and a bounded `eventually`. The binaries come from the same
-//! cargo target dir as the test (nextest and `cargo test --workspace` build them first).
+//! server (AWS EC2/S3) per test and EC2 read-back helpers ([`ec2`]), and a bounded
+//! `eventually`. The binaries come from the same cargo target dir as the test (nextest and
+//! `cargo test --workspace` build them first).
 
 mod control_plane;
 mod data_plane;
+pub mod ec2;
 mod moto;
 mod relay;
 mod upstream;

@@ -67,6 +67,28 @@ impl Moto {
         ]
     }
 
+    /// An AWS SDK configuration for this moto (static credentials, [`MOTO_REGION`]): for a
+    /// provider under test or a client that checks results independently of it.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new(MOTO_REGION))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                MOTO_ACCESS_KEY,
+                MOTO_SECRET_KEY,
+                None,
+                None,
+                "moto",
+            ))
+            .load()
+            .await
+    }
+
+    /// An EC2 client on this moto.
+    pub async fn ec2(&self) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&self.sdk_config().await)
+    }
+
     /// Creates an S3 bucket (moto's S3 answers path-style requests on the same endpoint).
     pub async fn create_bucket(&self, bucket: &str) {
         let resp = http()

@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use aws_sdk_ec2::types::InstanceAttributeName;
-use base64::Engine as _;
+use fleetgate_e2e::ec2::user_data;
 use fleetgate_provisioner::reconcile::{
     delete_dataplane_group, reconcile_dataplane_group, reconcile_network,
 };
@@ -93,24 +92,7 @@ async fn a_group_of_three_gets_three_tagged_instances_and_scaling_to_one_termina
         instance.instance_type().map(|t| t.as_str()),
         Some("t3.small")
     );
-    let attribute = env
-        .ec2
-        .describe_instance_attribute()
-        .instance_id(&report.nodes[1].instance_id)
-        .attribute(InstanceAttributeName::UserData)
-        .send()
-        .await
-        .expect("describe user data");
-    let encoded = attribute
-        .user_data()
-        .and_then(|u| u.value())
-        .expect("user data is set");
-    let script = String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .expect("base64 user data"),
-    )
-    .expect("utf-8 user data");
+    let script = user_data(&env.ec2, &report.nodes[1].instance_id).await;
     let token_of_slot_1 = membership.tokens.lock()[1].clone();
     assert!(
         script.contains(&format!("cluster_join_token = \"{token_of_slot_1}\"")),

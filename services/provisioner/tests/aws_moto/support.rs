@@ -7,11 +7,10 @@ use std::io::Write;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ec2::config::Credentials;
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_ec2::Client;
-use fleetgate_e2e::{Moto, MOTO_ACCESS_KEY, MOTO_REGION, MOTO_SECRET_KEY};
+use fleetgate_e2e::ec2::{live_instances_tagged, tag_filter, tag_value};
+use fleetgate_e2e::{Moto, MOTO_REGION};
 use fleetgate_provisioner::aws::{AwsProvider, AwsSettings};
 use fleetgate_provisioner::reconcile::{ClusterMembership, ReconcileContext};
 use fleetgate_provisioner::types::{
@@ -36,18 +35,7 @@ pub struct Env {
 impl Env {
     pub async fn start() -> Self {
         let moto = Moto::start().await;
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&moto.endpoint)
-            .region(Region::new(MOTO_REGION))
-            .credentials_provider(Credentials::new(
-                MOTO_ACCESS_KEY,
-                MOTO_SECRET_KEY,
-                None,
-                None,
-                "moto",
-            ))
-            .load()
-            .await;
+        let sdk = moto.sdk_config().await;
         let aws = Arc::new(AwsProvider::from_sdk_config(
             sdk.clone(),
             AwsSettings::with_ami(AMI),
@@ -182,13 +170,6 @@ impl ClusterMembership for Membership {
     }
 }
 
-fn tag_filter(key: &str, value: impl Into<String>) -> Filter {
-    Filter::builder()
-        .name(format!("tag:{key}"))
-        .values(value)
-        .build()
-}
-
 /// What exists for a network and a configuration, counted straight from EC2 by tag.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Census {
@@ -274,36 +255,11 @@ pub async fn census(ec2: &Client, network_id: Uuid, configuration_id: Option<Uui
 
 /// Pending or running instances of a configuration, and their slots (sorted).
 pub async fn live_instances(ec2: &Client, configuration_id: Uuid) -> (usize, Vec<u32>) {
-    let out = ec2
-        .describe_instances()
-        .filters(tag_filter(
-            tags::CONFIGURATION_ID,
-            configuration_id.to_string(),
-        ))
-        .filters(
-            Filter::builder()
-                .name("instance-state-name")
-                .values("pending")
-                .values("running")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("describe instances");
-    let instances: Vec<_> = out
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .collect();
+    let instances =
+        live_instances_tagged(ec2, tags::CONFIGURATION_ID, &configuration_id.to_string()).await;
     let mut slots: Vec<u32> = instances
         .iter()
-        .filter_map(|i| {
-            i.tags()
-                .iter()
-                .find(|t| t.key() == Some(tags::NODE_SLOT))
-                .and_then(|t| t.value())
-                .and_then(|v| v.parse().ok())
-        })
+        .filter_map(|i| tag_value(i.tags(), tags::NODE_SLOT).and_then(|v| v.parse().ok()))
         .collect();
     slots.sort_unstable();
     (instances.len(), slots)
