@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cloud::{CloudSettings, ProviderChoice};
 use crate::cluster::listener::{parse_duration, ClusterSettings};
 use crate::cluster::tls::ClusterTlsFlags;
 use crate::server::{self, ServerSettings};
@@ -138,6 +139,50 @@ impl From<AnalyticsArgs> for AnalyticsSettings {
     }
 }
 
+/// Where dedicated cloud gateways run and how the reconciler paces itself.
+#[derive(Debug, Args)]
+struct CloudArgs {
+    /// Cloud for dedicated gateways besides the always-present `local` provider: `aws` uses
+    /// EC2 through the standard credential chain (`AWS_ENDPOINT_URL` for an EC2-compatible
+    /// endpoint).
+    #[arg(
+        long,
+        env = "FLEETGATE_CLOUD_PROVIDER",
+        value_enum,
+        default_value = "local"
+    )]
+    cloud_provider: CloudProviderArg,
+    /// AMI of gateway nodes on AWS (an image with `fleetgate-dp` installed).
+    #[arg(long, env = "FLEETGATE_AWS_AMI_ID", default_value = "ami-fleetgate-dp")]
+    aws_ami_id: String,
+    /// Time between reconcile passes when nothing changes (API changes start one at once).
+    #[arg(long, env = "FLEETGATE_CLOUD_RECONCILE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    cloud_reconcile_interval: Duration,
+    /// A launched gateway node that has not connected within this is replaced.
+    #[arg(long, env = "FLEETGATE_GATEWAY_NODE_CONNECT_DEADLINE", default_value = "10m", value_parser = parse_duration)]
+    gateway_node_connect_deadline: Duration,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CloudProviderArg {
+    Local,
+    Aws,
+}
+
+impl CloudArgs {
+    fn settings(&self, data_dir: &std::path::Path) -> CloudSettings {
+        let mut settings = CloudSettings::new(data_dir);
+        settings.provider = match self.cloud_provider {
+            CloudProviderArg::Local => ProviderChoice::Local,
+            CloudProviderArg::Aws => ProviderChoice::Aws,
+        };
+        settings.aws.default_ami_id = self.aws_ami_id.clone();
+        settings.interval = self.cloud_reconcile_interval;
+        settings.node_connect_deadline = self.gateway_node_connect_deadline;
+        settings
+    }
+}
+
 #[derive(Debug, Args)]
 struct ServeArgs {
     #[command(flatten)]
@@ -148,6 +193,8 @@ struct ServeArgs {
     cluster_tls: ClusterTlsArgs,
     #[command(flatten)]
     analytics: AnalyticsArgs,
+    #[command(flatten)]
+    cloud: CloudArgs,
     /// Address the REST API listens on.
     #[arg(long, env = "FLEETGATE_API_LISTEN", default_value = "127.0.0.1:8080")]
     api_listen: SocketAddr,
@@ -161,6 +208,8 @@ struct QuickstartArgs {
     cluster: ClusterArgs,
     #[command(flatten)]
     analytics: AnalyticsArgs,
+    #[command(flatten)]
+    cloud: CloudArgs,
     /// Address the REST API listens on.
     #[arg(long, env = "FLEETGATE_API_LISTEN", default_value = "127.0.0.1:8080")]
     api_listen: SocketAddr,
@@ -253,7 +302,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .cluster_tls
                 .cluster_endpoint
                 .unwrap_or_else(|| cluster.listen.to_string());
+            let cloud = args.cloud.settings(&args.store.data_dir);
             server::serve(ServerSettings {
+                cloud: Some(cloud),
                 data_dir: args.store.data_dir,
                 database_url: args.store.database_url,
                 api_listen: args.api_listen,
@@ -287,6 +338,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Quickstart(args) => {
             crate::quickstart::run(crate::quickstart::QuickstartSettings {
                 server: ServerSettings {
+                    cloud: Some(args.cloud.settings(&args.store.data_dir)),
                     data_dir: args.store.data_dir,
                     database_url: args.store.database_url,
                     api_listen: args.api_listen,

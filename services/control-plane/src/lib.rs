@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod billing;
 pub mod cli;
+pub mod cloud;
 pub mod cluster;
 pub mod error;
 pub mod openapi;

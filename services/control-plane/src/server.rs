@@ -33,6 +33,8 @@ pub struct ServerSettings {
     pub cluster_endpoint: Option<String>,
     /// Analytics retention and rollup cadence.
     pub analytics: AnalyticsSettings,
+    /// Dedicated cloud gateways (`None`: no reconciler).
+    pub cloud: Option<crate::cloud::CloudSettings>,
 }
 
 impl ServerSettings {
@@ -69,6 +71,8 @@ pub struct RunningServer {
     pub cluster_addr: SocketAddr,
     /// The state the API serves (tests reach the cluster hub and CA through it).
     pub state: AppState,
+    /// The cloud-gateway providers, when the server runs the reconciler.
+    pub cloud: Option<Arc<crate::cloud::Providers>>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     background: Vec<tokio::task::JoinHandle<()>>,
@@ -179,6 +183,24 @@ pub async fn start_with(
         .heartbeats()
         .clone()
         .spawn(state.store.clone(), stop.subscribe());
+    let mut background = vec![cluster_task, purge_task, rollup_task, heartbeat_task];
+    let cloud = match state.settings.cloud.clone() {
+        Some(mut cloud) => {
+            if cloud.node_cluster_endpoint.is_none() && cluster.listen.port() == 0 {
+                // Nodes must dial the port the listener actually got.
+                cloud.node_cluster_endpoint = Some(cluster_addr.to_string());
+            }
+            let providers = Arc::new(crate::cloud::Providers::open(&cloud).await?);
+            background.push(crate::cloud::spawn(
+                state.clone(),
+                providers.clone(),
+                cloud,
+                stop.subscribe(),
+            ));
+            Some(providers)
+        }
+        None => None,
+    };
     let app = crate::api::app(state.clone());
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -191,9 +213,10 @@ pub async fn start_with(
         addr,
         cluster_addr,
         state,
+        cloud,
         stop,
         task,
-        background: vec![cluster_task, purge_task, rollup_task, heartbeat_task],
+        background,
     })
 }
 
@@ -235,6 +258,7 @@ pub async fn serve(settings: ServerSettings) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| settings.cluster.listen.to_string()),
         analytics: settings.analytics,
+        cloud: settings.cloud.clone(),
     };
     let server = start_with(store, settings.api_listen, api, settings.cluster.clone()).await?;
     tracing::info!(addr = %server.addr, "API listening");

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::cloud::{CloudSettings, CloudWake};
 use crate::cluster::license::LicenseAuthority;
 use crate::cluster::tls::{ClusterTls, ClusterTlsFlags};
 use crate::cluster::ClusterHub;
@@ -24,6 +25,9 @@ pub struct ApiSettings {
     pub cluster_tls: ClusterTlsFlags,
     /// Analytics retention and rollup cadence.
     pub analytics: AnalyticsSettings,
+    /// Dedicated cloud gateways: `None` runs no reconciler (in-process servers of tests that
+    /// do not provision anything).
+    pub cloud: Option<CloudSettings>,
 }
 
 impl ApiSettings {
@@ -47,6 +51,7 @@ impl Default for ApiSettings {
             data_dir: None,
             cluster_tls: ClusterTlsFlags::default(),
             analytics: AnalyticsSettings::default(),
+            cloud: None,
         }
     }
 }
@@ -66,6 +71,8 @@ pub struct AppState {
     pub cluster_tls: Arc<ClusterTls>,
     /// Signs each organisation's license.
     pub licenses: Arc<LicenseAuthority>,
+    /// Wakes the cloud-gateway reconciler after a desired-state change.
+    pub cloud_wake: Arc<CloudWake>,
 }
 
 impl AppState {
@@ -93,6 +100,7 @@ impl AppState {
             store,
             snapshots,
             settings: Arc::new(settings),
+            cloud_wake: Arc::new(CloudWake::default()),
         })
     }
 }

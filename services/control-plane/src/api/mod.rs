@@ -44,7 +44,12 @@ pub fn app(state: AppState) -> Router {
         .merge(analytics::router())
         .merge(portals::router())
         .merge(billing::router())
-        .merge(cloud_gateways::router())
+        .merge(
+            cloud_gateways::router().layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                cloud_gateways::wake_reconciler,
+            )),
+        )
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         // Mounted after the limit above so its own, larger limit applies.
         .merge(declarative::router())

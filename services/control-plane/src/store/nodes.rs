@@ -282,4 +282,30 @@ impl Store {
         }
         Ok(())
     }
+
+    /// Whether a node of the control plane with one of these host names has been heard from
+    /// at or after `since` (Unix seconds): how the provisioner tells that a gateway node it
+    /// launched has joined.
+    pub async fn node_seen_with_hostname(
+        &self,
+        cp: Uuid,
+        hostnames: &[&str],
+        since: i64,
+    ) -> StoreResult<bool> {
+        for hostname in hostnames {
+            let row = sqlx::query(
+                "SELECT 1 AS seen FROM nodes WHERE control_plane_id = $1 AND hostname = $2 \
+                 AND last_ping >= $3 LIMIT 1",
+            )
+            .bind(cp.to_string())
+            .bind(*hostname)
+            .bind(since)
+            .fetch_optional(self.pool())
+            .await?;
+            if row.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
 }

@@ -27,6 +27,21 @@ pub fn router() -> Router<AppState> {
         .merge(configurations::router())
 }
 
+/// Starts a reconcile pass at once after a successful change, so users see `initializing`
+/// turn into `ready` without waiting for the next timed pass.
+pub async fn wake_reconciler(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let changes = request.method() != http::Method::GET && request.method() != http::Method::HEAD;
+    let response = next.run(request).await;
+    if changes && response.status().is_success() {
+        state.cloud_wake.wake();
+    }
+    response
+}
+
 /// Why a resource is in its state, when that needs saying.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StateMetadata {

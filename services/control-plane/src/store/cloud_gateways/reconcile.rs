@@ -42,6 +42,19 @@ async fn write_state(
     Ok(done.rows_affected() == 1)
 }
 
+/// Sets a row's reason and nothing else.
+async fn write_reason(store: &Store, table: &str, id: Uuid, reason: &str) -> StoreResult<()> {
+    sqlx::query(&format!(
+        "UPDATE {table} SET state_reason = $1, updated_at = $2 WHERE id = $3"
+    ))
+    .bind(reason)
+    .bind(store.clock().now())
+    .bind(id.to_string())
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}
+
 /// Deletes the row of `table` if it is terminating or terminated; answers whether it did.
 async fn remove_finished(conn: &mut AnyConnection, table: &str, id: Uuid) -> StoreResult<bool> {
     let done = sqlx::query(&format!(
@@ -56,6 +69,22 @@ async fn remove_finished(conn: &mut AnyConnection, table: &str, id: Uuid) -> Sto
 }
 
 impl Store {
+    /// Shows why the last pass over a network failed, keeping its state (the next pass
+    /// retries, and its observation replaces the reason).
+    pub async fn record_network_failure(&self, id: Uuid, reason: &str) -> StoreResult<()> {
+        write_reason(self, "cloud_networks", id, reason).await
+    }
+
+    /// As [`Store::record_network_failure`], for a dataplane group.
+    pub async fn record_dataplane_group_failure(&self, id: Uuid, reason: &str) -> StoreResult<()> {
+        write_reason(self, "cloud_dataplane_groups", id, reason).await
+    }
+
+    /// As [`Store::record_network_failure`], for a transit-gateway attachment.
+    pub async fn record_transit_gateway_failure(&self, id: Uuid, reason: &str) -> StoreResult<()> {
+        write_reason(self, "cloud_transit_gateways", id, reason).await
+    }
+
     /// Every network of every organisation that is not terminated, in id order.
     pub async fn networks_to_reconcile(&self) -> StoreResult<Vec<NetworkRecord>> {
         let rows = sqlx::query(&format!(

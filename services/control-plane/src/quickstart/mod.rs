@@ -1,5 +1,7 @@
 //! `fleetgate quickstart`: a working control plane in one command, on SQLite in the data dir,
-//! with an organisation, an admin token, a demo control plane, service and route.
+//! with an organisation, an admin token, a demo control plane, service and route, a demo
+//! upstream, and two local gateway nodes (a local network and a configuration) that join the
+//! control plane and proxy the route.
 
 use std::path::Path;
 
@@ -7,6 +9,10 @@ use anyhow::Context;
 use fleetgate_config::{parse_entity, Route, Service};
 use serde_json::json;
 use uuid::Uuid;
+
+mod gateways;
+
+pub use gateways::{DEMO_PATH, LOCAL_NETWORK, LOCAL_NODES};
 
 use crate::auth::{hash_token, issue_token};
 use crate::server::{self, ServerSettings};
@@ -34,6 +40,8 @@ pub struct QuickstartResources {
     pub token: String,
     /// The demo control plane.
     pub control_plane_id: Uuid,
+    /// The configuration of its local gateway nodes.
+    pub configuration_id: Uuid,
 }
 
 /// Reuses the saved admin token when it is still valid, else issues and saves a new one.
@@ -68,11 +76,13 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates (or finds) the organisation, token, demo control plane, service and route.
+/// Creates (or finds) the organisation, token, demo control plane, service (pointed at
+/// `upstream_url`) and route, and the local network and gateway configuration.
 pub async fn provision(
     store: &Store,
     data_dir: &Path,
     org_name: &str,
+    upstream_url: &str,
 ) -> anyhow::Result<QuickstartResources> {
     let org = store
         .ensure_organization(org_name)
@@ -103,18 +113,36 @@ pub async fn provision(
             .context("create the demo control plane")?,
     };
     let cp = control_plane.id;
+    let demo_service = |id: Option<Uuid>| -> anyhow::Result<EntityWrite> {
+        let mut body = json!({"name": "demo", "url": upstream_url});
+        if let Some(id) = id {
+            body["id"] = json!(id);
+        }
+        let mut service: Service =
+            parse_entity(&body).map_err(|e| anyhow::anyhow!("build the demo service: {e:?}"))?;
+        ensure_id(&mut service);
+        EntityWrite::from_entity(&service)
+    };
     let service = match store
         .find_entity(org.id, cp, fleetgate_config::EntityKind::Service, "demo")
         .await
     {
-        Ok(record) => record.id,
+        Ok(record) => {
+            // The demo upstream gets a fresh port each run: follow it.
+            let wanted = demo_service(Some(record.id))?;
+            if record.body.get("port") != wanted.body.get("port")
+                || record.body.get("host") != wanted.body.get("host")
+            {
+                store
+                    .update_entity(org.id, cp, wanted)
+                    .await
+                    .context("point the demo service at the demo upstream")?;
+            }
+            record.id
+        }
         Err(StoreError::NotFound(_)) => {
-            let mut service: Service =
-                parse_entity(&json!({"name": "demo", "url": "http://127.0.0.1:9000/"}))
-                    .map_err(|e| anyhow::anyhow!("build the demo service: {e:?}"))?;
-            ensure_id(&mut service);
             store
-                .create_entity(org.id, cp, EntityWrite::from_entity(&service)?)
+                .create_entity(org.id, cp, demo_service(None)?)
                 .await
                 .context("create the demo service")?
                 .id
@@ -137,9 +165,11 @@ pub async fn provision(
             .await
             .context("create the demo route")?;
     }
+    let configuration_id = gateways::provision_local_gateways(store, org.id, cp).await?;
     Ok(QuickstartResources {
         token,
         control_plane_id: cp,
+        configuration_id,
     })
 }
 
@@ -147,7 +177,14 @@ pub async fn provision(
 pub async fn run(settings: QuickstartSettings) -> anyhow::Result<()> {
     let data_dir = settings.server.data_dir.clone();
     let store = server::open_store(&data_dir, settings.server.database_url.as_deref()).await?;
-    let resources = provision(&store, &data_dir, &settings.org).await?;
+    let upstream = gateways::start_demo_upstream().await?;
+    let resources = provision(
+        &store,
+        &data_dir,
+        &settings.org,
+        &format!("http://{upstream}/"),
+    )
+    .await?;
     let api = ApiSettings {
         data_dir: Some(data_dir.clone()),
         cluster_tls: settings.server.cluster_tls.clone(),
@@ -157,6 +194,7 @@ pub async fn run(settings: QuickstartSettings) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| settings.server.cluster.listen.to_string()),
         analytics: settings.server.analytics,
+        cloud: settings.server.cloud.clone(),
     };
     let running = server::start_with(
         store,
@@ -166,12 +204,36 @@ pub async fn run(settings: QuickstartSettings) -> anyhow::Result<()> {
     )
     .await?;
     let base = format!("http://{}", running.addr);
+    let gateways = match &running.cloud {
+        Some(providers) => {
+            println!("Starting {LOCAL_NODES} local gateway nodes…");
+            match gateways::wait_for_demo_route(
+                providers,
+                resources.configuration_id,
+                std::time::Duration::from_secs(90),
+            )
+            .await
+            {
+                Ok(nodes) => nodes
+                    .iter()
+                    .map(|n| format!("curl -s http://{}{DEMO_PATH}\n", n.proxy))
+                    .collect::<String>(),
+                Err(e) => format!(
+                    "# The gateway nodes are not ready yet ({e}); see \
+                     {base}/v2/cloud-gateways/configurations\n"
+                ),
+            }
+        }
+        None => String::new(),
+    };
     let token = &resources.token;
     let cp = resources.control_plane_id;
     println!(
         "Fleetgate is running at {base} (data in {dir}).\n\
          Admin token (also saved in {dir}/{TOKEN_FILE}):\n  {token}\n\n\
-         Try it:\n\
+         Through the gateway nodes ({LOCAL_NODES} local fleetgate-dp processes):\n\
+         {gateways}\n\
+         Try the API:\n\
          export FLEETGATE_TOKEN={token}\n\
          curl -s -H \"Authorization: Bearer $FLEETGATE_TOKEN\" {base}/v2/organizations/me\n\
          curl -s -H \"Authorization: Bearer $FLEETGATE_TOKEN\" {base}/v2/control-planes\n\
