@@ -1,6 +1,8 @@
 //! The local provider with the real reconcilers and real `fleetgate-dp` processes on loopback.
 //! Needs the workspace binaries (`cargo build --workspace --bins`, as the e2e harness does).
-//! No control plane: the nodes point at a dead port and still serve `/status`.
+//! No control plane: the nodes point at a dead port with a made-up join token, keep retrying
+//! their enrolment and still serve `/status`. Enrolment against a real control plane (and
+//! the nodes connecting) is covered end to end in tests/tests/quickstart.rs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,8 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fleetgate_e2e::{binary, eventually, free_port, http};
 use fleetgate_provisioner::local::{
-    InterimClusterCredentials, LocalNode, LocalProvider, LocalSettings, LOCAL_REGION,
-    TRANSIT_GATEWAYS_UNSUPPORTED,
+    LocalNode, LocalProvider, LocalSettings, LOCAL_REGION, TRANSIT_GATEWAYS_UNSUPPORTED,
 };
 use fleetgate_provisioner::reconcile::{
     delete_dataplane_group, delete_network, delete_transit_gateway, reconcile_dataplane_group,
@@ -38,10 +39,8 @@ struct Env {
 impl Env {
     async fn start() -> Self {
         let dir = tempfile::tempdir().expect("create a temp dir");
-        let (cert_pem, key_pem) = client_certificate();
         let mut settings = LocalSettings::new(dir.path().join("local"));
         settings.dp_binary = binary("fleetgate-dp");
-        settings.interim_credentials = Some(InterimClusterCredentials { cert_pem, key_pem });
         settings.stop_grace = Duration::from_secs(5);
         settings.restart_backoff_min = Duration::from_millis(100);
         let provider = Arc::new(
@@ -92,17 +91,6 @@ impl Drop for Env {
             }
         }
     }
-}
-
-/// A self-signed CA and a self-signed client pair: enough for a node to load its cluster TLS
-/// settings (it never reaches a control plane here).
-fn client_certificate() -> (String, String) {
-    let key = rcgen::KeyPair::generate().expect("generate a key");
-    let cert = rcgen::CertificateParams::new(vec!["fleetgate-dp".into()])
-        .expect("params")
-        .self_signed(&key)
-        .expect("self-sign");
-    (cert.pem(), key.serialize_pem())
 }
 
 fn ca_certificate() -> String {
@@ -275,7 +263,25 @@ async fn a_group_runs_as_supervised_processes_that_are_restarted_scaled_and_remo
         settings.contains("cluster_join_token = \"fgjt_"),
         "{settings}"
     );
+    // Only the join token: no pre-issued certificate or key, in the settings or the node dir.
     assert!(!settings.contains("PRIVATE KEY"), "{settings}");
+    assert!(!settings.contains("cluster_cert"), "{settings}");
+    for node in &nodes {
+        for file in ["cluster.crt", "cluster.key"] {
+            assert!(
+                !node.dir.join(file).exists() && !node.dir.join("prefix").join(file).exists(),
+                "{file} in {}",
+                node.dir.display()
+            );
+        }
+    }
+    // With nobody to enrol with, the node keeps trying (and serves /status meanwhile).
+    eventually(WAIT, "node 0 to log an enrolment retry", || async {
+        node_log(&env, &nodes[0])
+            .contains("cannot enrol with the control plane yet")
+            .then_some(())
+    })
+    .await;
 
     // A second pass changes nothing: same instances, same processes.
     let again = reconcile_dataplane_group(&ctx, &group, &observed, &NoControlPlane)

@@ -10,8 +10,8 @@
 //! <root>/instances/<instance id>/
 //!     instance.json                         tags, client token, ports, state, pid + start time
 //!     dp.toml  cluster-ca.pem  dp.log       the node's settings, CA and output
-//!     cluster.crt  cluster.key              only with interim credentials (see below)
-//!     prefix/                               the node's `prefix` (config cache, node id)
+//!     prefix/                               the node's `prefix` (config cache, node id, and
+//!                                           the cluster.key/cluster.crt it enrolled for)
 //! ```
 //!
 //! One provider per root dir at a time: two would both supervise the same nodes.
@@ -48,30 +48,6 @@ pub const LOCAL_REGION: &str = "local";
 pub const TRANSIT_GATEWAYS_UNSUPPORTED: &str =
     "transit gateways are not supported by the local provider";
 
-/// A client certificate and key issued ahead of time, written into every local node's dir.
-///
-/// **Interim path.** A provisioned node is meant to trade its `cluster_join_token` and a CSR
-/// for its certificate; until the data plane does that, local nodes need a pre-issued pair to
-/// connect to the control plane at all. Without one, a node with `cluster_control_plane` set
-/// refuses to start (and is restarted with backoff). Never used by cloud providers: a key must
-/// never travel in user-data.
-#[derive(Clone)]
-pub struct InterimClusterCredentials {
-    /// PEM client certificate (`cluster_cert`).
-    pub cert_pem: String,
-    /// PEM private key (`cluster_cert_key`), written owner-only.
-    pub key_pem: String,
-}
-
-impl std::fmt::Debug for InterimClusterCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InterimClusterCredentials")
-            .field("cert_pem", &format!("{} bytes", self.cert_pem.len()))
-            .field("key_pem", &"<redacted>")
-            .finish()
-    }
-}
-
 /// Settings of the local provider.
 #[derive(Debug, Clone)]
 pub struct LocalSettings {
@@ -79,8 +55,6 @@ pub struct LocalSettings {
     pub root_dir: PathBuf,
     /// The `fleetgate-dp` binary (default: next to the current executable).
     pub dp_binary: PathBuf,
-    /// The interim pre-issued client certificate (see [`InterimClusterCredentials`]).
-    pub interim_credentials: Option<InterimClusterCredentials>,
     /// More `key = "value"` lines for every node's settings (default: `proxy_workers = 1`, as
     /// many nodes share one machine). Must not repeat a key the provider writes.
     pub extra_dp_settings: Vec<(String, String)>,
@@ -93,13 +67,12 @@ pub struct LocalSettings {
 }
 
 impl LocalSettings {
-    /// Defaults under `root_dir`: the binary next to the current executable, no interim
-    /// credentials, 10 s grace, restarts after 250 ms doubling to 30 s.
+    /// Defaults under `root_dir`: the binary next to the current executable, 10 s grace,
+    /// restarts after 250 ms doubling to 30 s.
     pub fn new(root_dir: impl Into<PathBuf>) -> Self {
         Self {
             root_dir: root_dir.into(),
             dp_binary: default_dp_binary(),
-            interim_credentials: None,
             extra_dp_settings: vec![("proxy_workers".into(), "1".into())],
             stop_grace: Duration::from_secs(10),
             restart_backoff_min: Duration::from_millis(250),

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -192,19 +192,6 @@ fn change_record<T>(
     Ok(Some(out))
 }
 
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(contents.as_bytes()))
-        .with_context(|| format!("write {}", path.display()))
-}
-
 impl LocalProvider {
     pub(super) fn local_find_instances(
         &self,
@@ -339,6 +326,8 @@ impl LocalProvider {
             proxy_listen_tls: None,
             status_listen: Some(status.to_string()),
         };
+        // The same renderer as cloud user-data: the node gets `cluster_join_token` and makes
+        // its own key, which it keeps in its prefix; no key is ever written here.
         let mut toml = render_dp_settings_with(
             &group.bootstrap,
             &launch.join_token,
@@ -346,18 +335,6 @@ impl LocalProvider {
             &layout,
         )
         .context("render the node settings")?;
-        if let Some(creds) = &settings.interim_credentials {
-            // Interim path (see InterimClusterCredentials): a pre-issued pair until nodes trade
-            // their join token for a certificate.
-            let cert = dir.join("cluster.crt");
-            let key = dir.join("cluster.key");
-            std::fs::write(&cert, &creds.cert_pem)
-                .with_context(|| format!("write {}", cert.display()))?;
-            write_private(&key, &creds.key_pem)?;
-            toml.push_str("# Interim: a pre-issued client certificate (local provider only).\n");
-            toml.push_str(&toml_line("cluster_cert", &cert.display().to_string()));
-            toml.push_str(&toml_line("cluster_cert_key", &key.display().to_string()));
-        }
         for (key, value) in &settings.extra_dp_settings {
             toml.push_str(&toml_line(key, value));
         }
