@@ -56,24 +56,8 @@ async fn admin_token(store: &Store, data_dir: &Path, org: Uuid) -> anyhow::Resul
         }
     }
     let issued = issue_token(store, org, "quickstart", Role::Admin, None).await?;
-    write_private(&path, &issued.secret)?;
+    crate::cluster::tls::write_private(&path, &format!("{}\n", issued.secret))?;
     Ok(issued.secret)
-}
-
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("open {}", path.display()))?;
-    writeln!(file, "{contents}").with_context(|| format!("write {}", path.display()))?;
-    Ok(())
 }
 
 /// Creates (or finds) the organisation, token, demo control plane, service (pointed at
