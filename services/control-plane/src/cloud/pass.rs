@@ -22,26 +22,8 @@ use super::{CloudSettings, Providers};
 use crate::cluster::tls::cluster_server_name;
 use crate::state::AppState;
 use crate::store::{
-    CloudProvider, DataplaneGroupRecord, NetworkRecord, Store, TransitGatewayRecord,
+    CloudProvider, CloudResource, DataplaneGroupRecord, NetworkRecord, Store, TransitGatewayRecord,
 };
-
-/// The kinds of rows a pass drives.
-#[derive(Debug, Clone, Copy)]
-enum Resource {
-    Network,
-    DataplaneGroup,
-    TransitGateway,
-}
-
-impl Resource {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Network => "network",
-            Self::DataplaneGroup => "dataplane group",
-            Self::TransitGateway => "transit gateway",
-        }
-    }
-}
 
 /// What a pass did, for logs and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -171,7 +153,7 @@ async fn converge_network(
             Some(report.observed)
         }
         Err(e) => {
-            failed(store, summary, Resource::Network, id, &e).await;
+            failed(store, summary, CloudResource::Network, id, &e).await;
             Some(network.provider_metadata.clone())
         }
     }
@@ -244,7 +226,7 @@ async fn converge_group(
                 id,
             );
         }
-        Err(e) => failed(store, summary, Resource::DataplaneGroup, id, &e).await,
+        Err(e) => failed(store, summary, CloudResource::DataplaneGroup, id, &e).await,
     }
 }
 
@@ -301,7 +283,7 @@ async fn converge_transit_gateway(
                 id,
             );
         }
-        Err(e) => failed(store, summary, Resource::TransitGateway, id, &e).await,
+        Err(e) => failed(store, summary, CloudResource::TransitGateway, id, &e).await,
     }
 }
 
@@ -316,17 +298,17 @@ fn write<T>(result: crate::store::StoreResult<T>, what: &str, id: Uuid) {
 async fn failed(
     store: &Store,
     summary: &mut PassSummary,
-    resource: Resource,
+    resource: CloudResource,
     id: Uuid,
     error: &fleetgate_provisioner::ReconcileError,
 ) {
     summary.failures += 1;
     tracing::warn!(%id, kind = resource.as_str(), error = %error, "cloud-gateway reconcile failed; retrying next pass");
-    let reason = error.to_string();
-    let recorded = match resource {
-        Resource::Network => store.record_network_failure(id, &reason).await,
-        Resource::DataplaneGroup => store.record_dataplane_group_failure(id, &reason).await,
-        Resource::TransitGateway => store.record_transit_gateway_failure(id, &reason).await,
-    };
-    write(recorded, resource.as_str(), id);
+    write(
+        store
+            .record_reconcile_failure(resource, id, &error.to_string())
+            .await,
+        resource.as_str(),
+        id,
+    );
 }

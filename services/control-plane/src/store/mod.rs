@@ -24,7 +24,7 @@ pub use analytics::{
 };
 pub use billing::{Clock, ControlPlaneUsage, ServiceLifetime, Usage};
 pub use cloud_gateways::{
-    CloudProvider, ConfigurationRecord, DataplaneGroupRecord, DesiredConfiguration,
+    CloudProvider, CloudResource, ConfigurationRecord, DataplaneGroupRecord, DesiredConfiguration,
     DesiredDataplaneGroup, NetworkRecord, NewNetwork, NewProviderAccount, NewTransitGateway,
     ProviderAccountRecord, TransitGatewayRecord,
 };

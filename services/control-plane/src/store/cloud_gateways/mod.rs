@@ -18,6 +18,7 @@ pub use configurations::{
 };
 pub use networks::{NetworkRecord, NewNetwork};
 pub use provider_accounts::{CloudProvider, NewProviderAccount, ProviderAccountRecord};
+pub use reconcile::CloudResource;
 pub use transit_gateways::{NewTransitGateway, TransitGatewayRecord};
 
 use anyhow::Context;

@@ -15,6 +15,44 @@ use super::networks::{self, NetworkRecord};
 use super::transit_gateways::{self, TransitGatewayRecord};
 use super::{to_json, TERMINATED, TERMINATING};
 
+/// The kinds of rows the reconciler drives, and where each keeps what it observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloudResource {
+    /// `cloud_networks` (observed: `provider_metadata`).
+    Network,
+    /// `cloud_dataplane_groups` (observed: `nodes`).
+    DataplaneGroup,
+    /// `cloud_transit_gateways` (observed: `provider_metadata`).
+    TransitGateway,
+}
+
+impl CloudResource {
+    /// The name logs and errors use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Network => "network",
+            Self::DataplaneGroup => "dataplane group",
+            Self::TransitGateway => "transit gateway",
+        }
+    }
+
+    fn table(self) -> &'static str {
+        match self {
+            Self::Network => "cloud_networks",
+            Self::DataplaneGroup => "cloud_dataplane_groups",
+            Self::TransitGateway => "cloud_transit_gateways",
+        }
+    }
+
+    /// The JSON column a pass's observation goes to.
+    fn observed_column(self) -> &'static str {
+        match self {
+            Self::DataplaneGroup => "nodes",
+            Self::Network | Self::TransitGateway => "provider_metadata",
+        }
+    }
+}
+
 /// Writes an observed state into `table`, unless the row is terminating (or terminated) and the
 /// new state would move it elsewhere. Answers whether the state was written.
 async fn write_state(
@@ -42,19 +80,6 @@ async fn write_state(
     Ok(done.rows_affected() == 1)
 }
 
-/// Sets a row's reason and nothing else.
-async fn write_reason(store: &Store, table: &str, id: Uuid, reason: &str) -> StoreResult<()> {
-    sqlx::query(&format!(
-        "UPDATE {table} SET state_reason = $1, updated_at = $2 WHERE id = $3"
-    ))
-    .bind(reason)
-    .bind(store.clock().now())
-    .bind(id.to_string())
-    .execute(store.pool())
-    .await?;
-    Ok(())
-}
-
 /// Deletes the row of `table` if it is terminating or terminated; answers whether it did.
 async fn remove_finished(conn: &mut AnyConnection, table: &str, id: Uuid) -> StoreResult<bool> {
     let done = sqlx::query(&format!(
@@ -69,20 +94,61 @@ async fn remove_finished(conn: &mut AnyConnection, table: &str, id: Uuid) -> Sto
 }
 
 impl Store {
-    /// Shows why the last pass over a network failed, keeping its state (the next pass
-    /// retries, and its observation replaces the reason).
-    pub async fn record_network_failure(&self, id: Uuid, reason: &str) -> StoreResult<()> {
-        write_reason(self, "cloud_networks", id, reason).await
+    /// Shows why the last pass over a row failed, keeping its state (the next pass retries,
+    /// and its observation replaces the reason).
+    pub async fn record_reconcile_failure(
+        &self,
+        resource: CloudResource,
+        id: Uuid,
+        reason: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(&format!(
+            "UPDATE {} SET state_reason = $1, updated_at = $2 WHERE id = $3",
+            resource.table()
+        ))
+        .bind(reason)
+        .bind(self.clock().now())
+        .bind(id.to_string())
+        .execute(self.pool())
+        .await?;
+        Ok(())
     }
 
-    /// As [`Store::record_network_failure`], for a dataplane group.
-    pub async fn record_dataplane_group_failure(&self, id: Uuid, reason: &str) -> StoreResult<()> {
-        write_reason(self, "cloud_dataplane_groups", id, reason).await
-    }
-
-    /// As [`Store::record_network_failure`], for a transit-gateway attachment.
-    pub async fn record_transit_gateway_failure(&self, id: Uuid, reason: &str) -> StoreResult<()> {
-        write_reason(self, "cloud_transit_gateways", id, reason).await
+    /// Records a reconcile pass over one row: what it observed (JSON) and, unless the row is
+    /// going away and the state would move it back, its state and reason — in one
+    /// transaction. Answers whether the state was taken.
+    async fn record_observation<T: serde::Serialize + ?Sized>(
+        &self,
+        resource: CloudResource,
+        id: Uuid,
+        observed: &T,
+        state: &str,
+        reason: Option<&str>,
+    ) -> StoreResult<bool> {
+        let now = self.clock().now();
+        let mut tx = self.pool().begin().await?;
+        let found = sqlx::query(&format!(
+            "UPDATE {} SET {} = $1 WHERE id = $2",
+            resource.table(),
+            resource.observed_column()
+        ))
+        .bind(to_json(
+            observed,
+            &format!(
+                "{} {}",
+                resource.as_str(),
+                resource.observed_column().replace('_', " ")
+            ),
+        )?)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if found.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("{} {id}", resource.as_str())));
+        }
+        let taken = write_state(&mut tx, resource.table(), id, state, reason, now).await?;
+        tx.commit().await?;
+        Ok(taken)
     }
 
     /// Every network of every organisation that is not terminated, in id order.
@@ -104,34 +170,21 @@ impl Store {
         id: Uuid,
         report: &NetworkReport,
     ) -> StoreResult<bool> {
-        let now = self.clock().now();
-        let mut tx = self.pool().begin().await?;
-        let found = sqlx::query("UPDATE cloud_networks SET provider_metadata = $1 WHERE id = $2")
-            .bind(to_json(&report.observed, "network provider metadata")?)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if found.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("network {id}")));
-        }
-        let taken = write_state(
-            &mut tx,
-            "cloud_networks",
+        self.record_observation(
+            CloudResource::Network,
             id,
+            &report.observed,
             report.state.as_str(),
             report.reason.as_deref(),
-            now,
         )
-        .await?;
-        tx.commit().await?;
-        Ok(taken)
+        .await
     }
 
     /// Removes a network whose cloud resources are gone (it must be terminating or
     /// terminated); answers whether a row was removed.
     pub async fn remove_network(&self, id: Uuid) -> StoreResult<bool> {
         let mut conn = self.pool().acquire().await?;
-        remove_finished(&mut conn, "cloud_networks", id).await
+        remove_finished(&mut conn, CloudResource::Network.table(), id).await
     }
 
     /// Every transit-gateway attachment that is not terminated, in id order.
@@ -152,37 +205,20 @@ impl Store {
         id: Uuid,
         report: &TransitGatewayReport,
     ) -> StoreResult<bool> {
-        let now = self.clock().now();
-        let mut tx = self.pool().begin().await?;
-        let found =
-            sqlx::query("UPDATE cloud_transit_gateways SET provider_metadata = $1 WHERE id = $2")
-                .bind(to_json(
-                    &report.observed,
-                    "transit gateway provider metadata",
-                )?)
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
-        if found.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("transit gateway {id}")));
-        }
-        let taken = write_state(
-            &mut tx,
-            "cloud_transit_gateways",
+        self.record_observation(
+            CloudResource::TransitGateway,
             id,
+            &report.observed,
             report.state.as_str(),
             report.reason.as_deref(),
-            now,
         )
-        .await?;
-        tx.commit().await?;
-        Ok(taken)
+        .await
     }
 
     /// Removes an attachment whose routes and provider attachment are gone.
     pub async fn remove_transit_gateway(&self, id: Uuid) -> StoreResult<bool> {
         let mut conn = self.pool().acquire().await?;
-        remove_finished(&mut conn, "cloud_transit_gateways", id).await
+        remove_finished(&mut conn, CloudResource::TransitGateway.table(), id).await
     }
 
     /// Every dataplane group that is not terminated (groups of deleted configurations
@@ -202,27 +238,14 @@ impl Store {
         id: Uuid,
         report: &DataplaneGroupReport,
     ) -> StoreResult<bool> {
-        let now = self.clock().now();
-        let mut tx = self.pool().begin().await?;
-        let found = sqlx::query("UPDATE cloud_dataplane_groups SET nodes = $1 WHERE id = $2")
-            .bind(to_json(&report.nodes, "dataplane group nodes")?)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if found.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("dataplane group {id}")));
-        }
-        let taken = write_state(
-            &mut tx,
-            "cloud_dataplane_groups",
+        self.record_observation(
+            CloudResource::DataplaneGroup,
             id,
+            &report.nodes,
             report.state.as_str(),
             report.reason.as_deref(),
-            now,
         )
-        .await?;
-        tx.commit().await?;
-        Ok(taken)
+        .await
     }
 
     /// Removes a dataplane group whose nodes are gone, and its configuration too when that
@@ -237,7 +260,7 @@ impl Store {
             return Ok(false);
         };
         let configuration: String = sqlx::Row::try_get(&row, "configuration_id")?;
-        if !remove_finished(&mut tx, "cloud_dataplane_groups", id).await? {
+        if !remove_finished(&mut tx, CloudResource::DataplaneGroup.table(), id).await? {
             return Ok(false);
         }
         sqlx::query(
