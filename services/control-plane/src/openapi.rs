@@ -4,6 +4,7 @@
 
 mod cloud_gateways;
 mod join_tokens;
+mod portals_billing;
 
 use std::collections::BTreeMap;
 
@@ -36,11 +37,10 @@ use crate::api::entities::collection_path;
 use crate::api::extract::PageMeta;
 use crate::api::licenses::{License, PutLicense};
 use crate::api::nodes::Node;
-use crate::api::portals::{CreatePortal, Portal, UpdatePortal};
 use crate::api::tokens::{CreateToken, CreatedToken};
 use crate::cluster::nodes::SyncStatus;
 use crate::error::Problem;
-use crate::store::{ControlPlaneUsage, Organization, ServiceLifetime, TokenRecord, Usage};
+use crate::store::{Organization, TokenRecord};
 use crate::telemetry::query::DataPoint;
 
 fn schema_ref(name: &str) -> RefOr<Schema> {
@@ -452,7 +452,7 @@ fn operations() -> Vec<Op> {
     analytics_ops(&mut ops);
     identity_ops(&mut ops);
     join_tokens::join_token_ops(&mut ops);
-    portal_and_billing_ops(&mut ops);
+    portals_billing::portal_and_billing_ops(&mut ops);
     cloud_gateways::cloud_gateway_ops(&mut ops);
     ops
 }
@@ -549,108 +549,6 @@ fn identity_ops(ops: &mut Vec<Op>) {
         .json_body(schema_ref("PutLicense"))
         .ok("200", "The new license", Some(schema_ref("License"))),
     );
-}
-
-/// `/v2/portals` and `/v2/billing/usage`: dev portals and what an organisation is billed for.
-fn portal_and_billing_ops(ops: &mut Vec<Op>) {
-    use crate::api::portals::{COLLECTION, ITEM};
-    let portal = || Some(schema_ref("Portal"));
-    ops.push(
-        Op::new(
-            HttpMethod::Get,
-            COLLECTION,
-            "list_portals",
-            "List dev portals",
-            "portals",
-        )
-        .paged()
-        .ok(
-            "200",
-            "A page of portals",
-            Some(page_of(schema_ref("Portal"))),
-        ),
-    );
-    ops.push(
-        Op::new(
-            HttpMethod::Post,
-            COLLECTION,
-            "create_portal",
-            "Create a dev portal (published portals count as active for billing)",
-            "portals",
-        )
-        .json_body(schema_ref("CreatePortal"))
-        .ok("201", "Created", portal()),
-    );
-    ops.push(
-        Op::new(
-            HttpMethod::Get,
-            ITEM,
-            "get_portal",
-            "Get a dev portal",
-            "portals",
-        )
-        .ok("200", "The portal", portal()),
-    );
-    ops.push(
-        Op::new(
-            HttpMethod::Patch,
-            ITEM,
-            "update_portal",
-            "Rename, describe, publish or unpublish a dev portal",
-            "portals",
-        )
-        .json_body(schema_ref("UpdatePortal"))
-        .ok("200", "Updated", portal()),
-    );
-    ops.push(
-        Op::new(
-            HttpMethod::Delete,
-            ITEM,
-            "delete_portal",
-            "Delete a dev portal",
-            "portals",
-        )
-        .ok("204", "Deleted", None),
-    );
-    let mut usage = Op::new(
-        HttpMethod::Get,
-        crate::api::billing::USAGE,
-        "get_billing_usage",
-        "An organization's usage in one month: gateway services, API calls, active dev portals",
-        "billing",
-    );
-    usage.builder = usage
-        .builder
-        .description(Some(crate::api::billing::USAGE_DESCRIPTION))
-        .parameter(
-            ParameterBuilder::new()
-                .name("period")
-                .parameter_in(ParameterIn::Query)
-                .required(Required::True)
-                .description(Some("The month, `YYYY-MM` (UTC)."))
-                .schema(Some(string_schema())),
-        )
-        .parameter(
-            ParameterBuilder::new()
-                .name("organization_id")
-                .parameter_in(ParameterIn::Query)
-                .required(Required::False)
-                .description(Some(
-                    "Another organization (operator tokens only); default: the caller's.",
-                ))
-                .schema(Some(string_schema())),
-        )
-        .parameter(
-            ParameterBuilder::new()
-                .name("include")
-                .parameter_in(ParameterIn::Query)
-                .required(Required::False)
-                .description(Some(
-                    "`peak_services`: also list the services counted at the organization's peak.",
-                ))
-                .schema(Some(string_schema())),
-        );
-    ops.push(usage.ok("200", "The usage", Some(schema_ref("Usage"))));
 }
 
 /// `/nodes`: the data-plane nodes the cluster listener has seen.
@@ -767,12 +665,7 @@ pub fn document() -> OpenApi {
     add_schema::<GeneratedDpCertificate>(&mut schemas);
     add_schema::<PutLicense>(&mut schemas);
     add_schema::<License>(&mut schemas);
-    add_schema::<Portal>(&mut schemas);
-    add_schema::<CreatePortal>(&mut schemas);
-    add_schema::<UpdatePortal>(&mut schemas);
-    add_schema::<ControlPlaneUsage>(&mut schemas);
-    add_schema::<ServiceLifetime>(&mut schemas);
-    add_schema::<Usage>(&mut schemas);
+    portals_billing::add_schemas(&mut schemas);
     cloud_gateways::add_schemas(&mut schemas);
     join_tokens::add_schemas(&mut schemas);
     let mut components = ComponentsBuilder::new().security_scheme(
