@@ -200,8 +200,9 @@ pub fn read_license(prefix: &Path) -> anyhow::Result<Option<String>> {
 }
 
 /// Temp file in the same directory, fsync, rename over `name`, fsync the directory: after a
-/// crash at any instant the file is either the old one or the new one.
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+/// crash at any instant the file is either the old one or the new one. The file is owner-only
+/// (the cache, and the node's cluster key and certificate).
+pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
     let target = dir.join(name);
     let temp = dir.join(format!("{name}.tmp-{}", std::process::id()));
     let mut options = OpenOptions::new();

@@ -8,7 +8,6 @@
 //! may not be up yet) while the node serves whatever config it has; a refusal (unknown, used
 //! or expired token, bad CSR) is final. The token is never logged.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::{tls, ClusterState};
+use crate::cache::write_atomic;
 use crate::settings::{JoinToken, Settings};
 
 /// The certificate obtained at enrolment, in the prefix.
@@ -267,8 +267,8 @@ impl Enrolment {
         );
         let key_path = self.prefix.join(KEY_FILE);
         let cert_path = self.prefix.join(CERT_FILE);
-        write_atomically(&key_path, key.serialize_pem().as_bytes())?;
-        write_atomically(&cert_path, cert_pem.as_bytes())?;
+        write_atomic(&self.prefix, KEY_FILE, key.serialize_pem().as_bytes())?;
+        write_atomic(&self.prefix, CERT_FILE, cert_pem.as_bytes())?;
         Ok((cert_path, key_path))
     }
 }
@@ -285,38 +285,6 @@ fn csr_for(key: &rcgen::KeyPair) -> anyhow::Result<String> {
         .serialize_request(key)
         .and_then(|csr| csr.pem())
         .context("build the enrolment CSR")
-}
-
-/// Temp file (owner-only) + fsync + rename + directory fsync: a crash leaves the old file or
-/// the new one, never half of one.
-fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = dir.join(format!(".{name}.tmp"));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(&temp)
-        .with_context(|| format!("create {}", temp.display()))?;
-    file.write_all(contents)
-        .with_context(|| format!("write {}", temp.display()))?;
-    file.sync_all()
-        .with_context(|| format!("sync {}", temp.display()))?;
-    drop(file);
-    std::fs::rename(&temp, path)
-        .with_context(|| format!("rename {} to {}", temp.display(), path.display()))?;
-    if let Ok(dir) = std::fs::File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -337,8 +305,8 @@ mod tests {
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         params.not_after = rcgen::date_time_ymd(if current { 2999 } else { 2021 }, 1, 1);
         let cert = params.self_signed(&key).unwrap();
-        write_atomically(&prefix.join(CERT_FILE), cert.pem().as_bytes()).unwrap();
-        write_atomically(&prefix.join(KEY_FILE), key.serialize_pem().as_bytes()).unwrap();
+        write_atomic(prefix, CERT_FILE, cert.pem().as_bytes()).unwrap();
+        write_atomic(prefix, KEY_FILE, key.serialize_pem().as_bytes()).unwrap();
     }
 
     #[test]
@@ -376,11 +344,19 @@ mod tests {
     fn stored_files_are_owner_only_and_the_csr_holds_our_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(KEY_FILE);
-        write_atomically(&path, b"secret").unwrap();
+        write_atomic(dir.path(), KEY_FILE, b"secret").unwrap();
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert!(!dir.path().join(format!(".{KEY_FILE}.tmp")).exists());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            [std::ffi::OsString::from(KEY_FILE)],
+            "no temp file is left"
+        );
 
         let key = rcgen::KeyPair::generate().unwrap();
         let csr = csr_for(&key).unwrap();
