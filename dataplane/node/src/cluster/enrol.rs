@@ -18,11 +18,8 @@ use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_rustls::TlsConnector;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::Message;
 
 use super::{tls, ClusterState};
 use crate::cache::write_atomic;
@@ -197,41 +194,14 @@ impl Enrolment {
 
     /// One dial of `/v1/enrol`: the answer, or why there was none.
     async fn attempt(&self, endpoint: &str, request: &EnrolRequest) -> anyhow::Result<EnrolAnswer> {
-        let server_name = tls::server_name(endpoint, self.server_name.as_deref())?;
-        let tcp = TcpStream::connect(endpoint)
-            .await
-            .with_context(|| format!("connect to {endpoint}"))?;
-        let _ = tcp.set_nodelay(true);
-        let stream = TlsConnector::from(self.tls.clone())
-            .connect(server_name.clone(), tcp)
-            .await
-            .with_context(|| {
-                format!(
-                    "TLS handshake with {endpoint} (server name {})",
-                    server_name.to_str()
-                )
-            })?;
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(MAX_ENROL_FRAME_BYTES))
-            .max_frame_size(Some(MAX_ENROL_FRAME_BYTES));
-        let url = format!("wss://{endpoint}{ENROL_PATH}");
-        let mut ws =
-            match tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await {
-                Ok((ws, _)) => ws,
-                Err(WsError::Http(response)) => {
-                    let body = response
-                        .body()
-                        .as_deref()
-                        .map(String::from_utf8_lossy)
-                        .unwrap_or_default();
-                    let body: String = body.trim().chars().take(512).collect();
-                    anyhow::bail!(
-                        "WebSocket upgrade answered HTTP {}: {body}",
-                        response.status()
-                    )
-                }
-                Err(e) => return Err(e).context("WebSocket upgrade"),
-            };
+        let mut ws = super::session::dial(
+            &self.tls,
+            endpoint,
+            self.server_name.as_deref(),
+            format!("wss://{endpoint}{ENROL_PATH}"),
+            MAX_ENROL_FRAME_BYTES,
+        )
+        .await?;
         ws.send(Message::text(request.to_text()))
             .await
             .context("send the enrol message")?;

@@ -75,13 +75,40 @@ pub(super) async fn run(
 
 /// TCP, TLS 1.3 with the client certificate, WebSocket upgrade on `/v1/outlet`.
 async fn connect(link: &Link, endpoint: &str) -> anyhow::Result<Ws> {
+    let url = OutletQuery {
+        node_id: link.node.node_id,
+        node_hostname: link.node.hostname.clone(),
+        node_version: link.node.version.to_string(),
+    }
+    .to_url(endpoint);
+    dial(
+        &link.settings.tls,
+        endpoint,
+        link.settings.server_name.as_deref(),
+        url,
+        MAX_FRAME_BYTES,
+    )
+    .await
+}
+
+/// TCP to `endpoint`, TLS 1.3 with `tls` (server name from the setting or the endpoint's
+/// host), then the WebSocket upgrade at `url` with frames of at most `max_frame` bytes. A
+/// refused upgrade shows the control plane's answer (unknown certificate, wrong control
+/// plane, …).
+pub(super) async fn dial(
+    tls: &Arc<rustls::ClientConfig>,
+    endpoint: &str,
+    server_name: Option<&str>,
+    url: String,
+    max_frame: usize,
+) -> anyhow::Result<Ws> {
     use anyhow::Context;
-    let server_name = tls::server_name(endpoint, link.settings.server_name.as_deref())?;
+    let server_name = tls::server_name(endpoint, server_name)?;
     let tcp = TcpStream::connect(endpoint)
         .await
         .with_context(|| format!("connect to {endpoint}"))?;
     let _ = tcp.set_nodelay(true);
-    let tls = TlsConnector::from(link.settings.tls.clone())
+    let stream = TlsConnector::from(tls.clone())
         .connect(server_name.clone(), tcp)
         .await
         .with_context(|| {
@@ -90,19 +117,12 @@ async fn connect(link: &Link, endpoint: &str) -> anyhow::Result<Ws> {
                 server_name.to_str()
             )
         })?;
-    let url = OutletQuery {
-        node_id: link.node.node_id,
-        node_hostname: link.node.hostname.clone(),
-        node_version: link.node.version.to_string(),
-    }
-    .to_url(endpoint);
     let config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_FRAME_BYTES))
-        .max_frame_size(Some(MAX_FRAME_BYTES));
-    match tokio_tungstenite::client_async_with_config(url, tls, Some(config)).await {
+        .max_message_size(Some(max_frame))
+        .max_frame_size(Some(max_frame));
+    match tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await {
         Ok((ws, _)) => Ok(ws),
         Err(WsError::Http(response)) => {
-            // The CP says why (unknown certificate, wrong control plane): show it.
             let body = response
                 .body()
                 .as_deref()
