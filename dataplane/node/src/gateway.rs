@@ -53,6 +53,8 @@ pub struct ServiceRuntime {
     pub host: String,
     /// Port.
     pub port: u16,
+    /// `host:port`, the key of pooled upstream connections.
+    pub address: String,
     /// Path prefix sent upstream.
     pub path: Option<String>,
     /// Extra attempts on safe failures.
@@ -381,6 +383,7 @@ pub fn compile(
                     protocol: s.protocol,
                     host: s.host.clone(),
                     port: s.port,
+                    address: format!("{}:{}", s.host, s.port),
                     path: s.path.clone(),
                     retries: s.retries,
                     connect_timeout: ms(s.connect_timeout),

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod cluster;
 pub mod connector;
 pub mod fallback;
+pub mod fastpath;
 pub mod gateway;
 pub mod idle;
 pub mod license;

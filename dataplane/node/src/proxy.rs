@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fleetgate_config::Protocol;
-use fleetgate_plugins::{AccessOutcome, AccessRequest};
+use fleetgate_plugins::{AccessOutcome, AccessRequest, PluginContext};
 use fleetgate_router::{upstream_path, RequestFacts, Scheme};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
@@ -92,11 +92,11 @@ pub fn full(bytes: Bytes) -> ProxyBody {
 }
 
 /// Kong's answers when the upstream misbehaves or is too slow.
-const BAD_RESPONSE: (StatusCode, &str) = (
+pub(crate) const BAD_RESPONSE: (StatusCode, &str) = (
     StatusCode::BAD_GATEWAY,
     "An invalid response was received from the upstream server",
 );
-const TIMED_OUT: (StatusCode, &str) = (
+pub(crate) const TIMED_OUT: (StatusCode, &str) = (
     StatusCode::GATEWAY_TIMEOUT,
     "The upstream server is timed out",
 );
@@ -137,7 +137,7 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             })
 }
 
-fn is_idempotent(method: &Method) -> bool {
+pub(crate) fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
@@ -171,13 +171,181 @@ pub async fn handle(
     tally.finish(response)
 }
 
-fn request_host(req: &Request<Incoming>) -> String {
-    req.headers()
+fn request_host(headers: &HeaderMap, uri: &Uri) -> String {
+    headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .or_else(|| uri.authority().map(|a| a.to_string()))
         .unwrap_or_default()
+}
+
+/// A request matched to a route of an enabled service: what both the general path (hyper)
+/// and the HTTP/1 fast path ([`crate::fastpath`]) forward.
+pub(crate) struct Routed<'c> {
+    /// The route's service.
+    pub service: &'c ServiceRuntime,
+    /// The matched route.
+    pub route_id: uuid::Uuid,
+    /// The request's `Host` (or absolute-form authority).
+    pub host: String,
+    /// The request path, as received.
+    pub path: String,
+    /// The path sent upstream (strip_path and the service path applied).
+    pub upstream_path: String,
+    /// The route's `preserve_host`.
+    pub preserve_host: bool,
+}
+
+/// Routing: the matched route and its service, or the local answer (404, 426 or a redirect
+/// for https-only routes, 503 for a route without an enabled service).
+// The Err is the answer itself, made only off the hot path; boxing it would add an
+// allocation there and save nothing on the forwarding path.
+#[allow(clippy::result_large_err)]
+pub(crate) fn route<'c>(
+    config: &'c CompiledConfig,
+    downstream: &Downstream,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    tally: &mut Tally,
+) -> Result<Routed<'c>, Response<ProxyBody>> {
+    let host = request_host(headers, uri);
+    let path = uri.path();
+    let scheme = if downstream.https {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
+    let matched = config.router.find(&RequestFacts {
+        method: method.as_str(),
+        host: &host,
+        path,
+        scheme,
+        headers,
+        sni: downstream.sni.as_deref(),
+    });
+    let Some(matched) = matched else {
+        // Kong: a plain-HTTP request that only an https route matches is told to upgrade
+        // (426) or redirected, per the route's `https_redirect_status_code`.
+        if !downstream.https {
+            let secure = config.router.find(&RequestFacts {
+                method: method.as_str(),
+                host: &host,
+                path,
+                scheme: Scheme::Https,
+                headers,
+                sni: None,
+            });
+            if let Some(secure) = secure {
+                return Err(https_required(
+                    secure.route.https_redirect_status_code,
+                    &host,
+                    uri,
+                ));
+            }
+        }
+        return Err(json_error(
+            StatusCode::NOT_FOUND,
+            "no Route matched with those values",
+        ));
+    };
+    tally.route_id = Some(matched.route_id);
+    tally.service_id = matched.service_id;
+    let service = matched
+        .service_id
+        .and_then(|id| config.services.get(&id))
+        .filter(|s| s.enabled);
+    let Some(service) = service else {
+        return Err(json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no Service found with those values",
+        ));
+    };
+    Ok(Routed {
+        service,
+        route_id: matched.route_id,
+        upstream_path: upstream_path(path, &matched, service.path.as_deref()),
+        preserve_host: matched.route.preserve_host,
+        path: path.to_string(),
+        host,
+    })
+}
+
+/// The access phase: plugins may answer directly (401, 429, a CORS preflight, ...) or edit
+/// headers and query; on `Ok` the plugin context and the (possibly edited) query.
+#[allow(clippy::result_large_err)] // as for `route`
+pub(crate) fn access(
+    config: &CompiledConfig,
+    routed: &Routed<'_>,
+    downstream: &Downstream,
+    method: &Method,
+    uri: &Uri,
+    headers: &mut HeaderMap,
+    tally: &mut Tally,
+) -> Result<(PluginContext, Option<String>), Response<ProxyBody>> {
+    let mut query = uri.query().map(str::to_string);
+    let outcome = config.plugins.access(&mut AccessRequest {
+        route_id: Some(routed.route_id),
+        service_id: Some(routed.service.id),
+        method,
+        headers,
+        query: &mut query,
+        client_ip: downstream.remote.ip(),
+        path: &routed.path,
+        scheme_is_https: downstream.https,
+    });
+    match outcome {
+        AccessOutcome::Continue(ctx) => {
+            tally.consumer_id = ctx.consumer_id;
+            Ok((ctx, query))
+        }
+        AccessOutcome::Respond(response, ctx) => {
+            tally.consumer_id = ctx.consumer_id;
+            let (mut parts, body) = response.into_parts();
+            config.plugins.response(&ctx, &mut parts.headers);
+            Err(Response::from_parts(parts, full(body)))
+        }
+    }
+}
+
+/// The request headers as sent upstream: hop-by-hop headers removed (an upgrade's
+/// `Upgrade`/`Connection` kept), the forwarding headers and `Via` added. `Host` is set per
+/// attempt ([`upstream_host`]).
+pub(crate) fn upstream_request_headers(
+    headers: &mut HeaderMap,
+    downstream: &Downstream,
+    host: &str,
+    upgrade: bool,
+) {
+    let upgrade_value = headers.get(header::UPGRADE).cloned();
+    strip_hop_by_hop(headers);
+    if let Some(value) = upgrade_value.filter(|_| upgrade) {
+        headers.insert(header::UPGRADE, value);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    add_forwarded_headers(headers, downstream, host);
+}
+
+/// The `Host` sent to `target`: the client's with `preserve_host`, else the target's.
+pub(crate) fn upstream_host(routed: &Routed<'_>, target: &Target<'_>) -> Option<HeaderValue> {
+    if routed.preserve_host && !routed.host.is_empty() {
+        HeaderValue::from_str(&routed.host).ok()
+    } else {
+        HeaderValue::from_str(&target.host_header()).ok()
+    }
+}
+
+/// The upstream's response headers as sent downstream: hop-by-hop headers removed, `Via`
+/// added, the plugins' response phase (CORS, rate-limit headers) applied.
+pub(crate) fn downstream_response_headers(
+    headers: &mut HeaderMap,
+    config: &CompiledConfig,
+    plugin_ctx: &PluginContext,
+) {
+    strip_hop_by_hop(headers);
+    headers.append(header::VIA, HeaderValue::from_static("1.1 fleetgate"));
+    config.plugins.response(plugin_ctx, headers);
 }
 
 async fn proxy(
@@ -187,93 +355,37 @@ async fn proxy(
     mut req: Request<Incoming>,
     tally: &mut Tally,
 ) -> Response<ProxyBody> {
-    let host = request_host(&req);
-    let path = req.uri().path().to_string();
-    let scheme = if downstream.https {
-        Scheme::Https
-    } else {
-        Scheme::Http
+    let routed = match route(
+        config,
+        downstream,
+        req.method(),
+        req.uri(),
+        req.headers(),
+        tally,
+    ) {
+        Ok(routed) => routed,
+        Err(response) => return response,
     };
-    let matched = config.router.find(&RequestFacts {
-        method: req.method().as_str(),
-        host: &host,
-        path: &path,
-        scheme,
-        headers: req.headers(),
-        sni: downstream.sni.as_deref(),
-    });
-    let Some(matched) = matched else {
-        // Kong: a plain-HTTP request that only an https route matches is told to upgrade
-        // (426) or redirected, per the route's `https_redirect_status_code`.
-        if !downstream.https {
-            let secure = config.router.find(&RequestFacts {
-                method: req.method().as_str(),
-                host: &host,
-                path: &path,
-                scheme: Scheme::Https,
-                headers: req.headers(),
-                sni: None,
-            });
-            if let Some(secure) = secure {
-                return https_required(secure.route.https_redirect_status_code, &host, req.uri());
-            }
-        }
-        return json_error(StatusCode::NOT_FOUND, "no Route matched with those values");
-    };
-    let route = matched.route;
-    tally.route_id = Some(matched.route_id);
-    tally.service_id = matched.service_id;
-    let service = matched
-        .service_id
-        .and_then(|id| config.services.get(&id))
-        .filter(|s| s.enabled);
-    let Some(service) = service else {
-        return json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no Service found with those values",
-        );
-    };
-    let upstream_path_str = upstream_path(&path, &matched, service.path.as_deref());
-    let preserve_host = route.preserve_host;
-    let route_id = matched.route_id;
-
-    // Access phase: plugins may answer directly or change headers and query.
-    let mut query = req.uri().query().map(str::to_string);
+    let service = routed.service;
     let method = req.method().clone();
-    let outcome = config.plugins.access(&mut AccessRequest {
-        route_id: Some(route_id),
-        service_id: Some(service.id),
-        method: &method,
-        headers: req.headers_mut(),
-        query: &mut query,
-        client_ip: downstream.remote.ip(),
-        path: &path,
-        scheme_is_https: downstream.https,
-    });
-    let plugin_ctx = match outcome {
-        AccessOutcome::Continue(ctx) => ctx,
-        AccessOutcome::Respond(response, ctx) => {
-            tally.consumer_id = ctx.consumer_id;
-            let (mut parts, body) = response.into_parts();
-            config.plugins.response(&ctx, &mut parts.headers);
-            return Response::from_parts(parts, full(body));
-        }
+    let uri = req.uri().clone();
+    let (plugin_ctx, query) = match access(
+        config,
+        &routed,
+        downstream,
+        &method,
+        &uri,
+        req.headers_mut(),
+        tally,
+    ) {
+        Ok(accessed) => accessed,
+        Err(response) => return response,
     };
-
-    tally.consumer_id = plugin_ctx.consumer_id;
 
     let upgrade = is_upgrade(req.headers());
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    let upgrade_value = parts.headers.get(header::UPGRADE).cloned();
-    strip_hop_by_hop(&mut parts.headers);
-    if let Some(value) = upgrade_value.filter(|_| upgrade) {
-        parts.headers.insert(header::UPGRADE, value);
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    }
-    add_forwarded_headers(&mut parts.headers, downstream, &host);
+    upstream_request_headers(&mut parts.headers, downstream, &routed.host, upgrade);
 
     let retryable_body = !has_body(&parts.headers);
     let body = tally.count_request_body(body);
@@ -308,19 +420,14 @@ async fn proxy(
         else {
             break;
         };
-        let uri = match upstream_uri(&target, scheme, &upstream_path_str, query.as_deref()) {
+        let uri = match upstream_uri(&target, scheme, &routed.upstream_path, query.as_deref()) {
             Ok(uri) => uri,
             Err(_) => return json_error(StatusCode::BAD_GATEWAY, "invalid upstream address"),
         };
         let mut upstream_req = Request::from_parts(parts.clone(), this_body);
         *upstream_req.uri_mut() = uri;
         *upstream_req.version_mut() = http::Version::HTTP_11;
-        let host_header = if preserve_host && !host.is_empty() {
-            HeaderValue::from_str(&host).ok()
-        } else {
-            HeaderValue::from_str(&target.host_header()).ok()
-        };
-        if let Some(h) = host_header {
+        if let Some(h) = upstream_host(&routed, &target) {
             upstream_req.headers_mut().insert(header::HOST, h);
         }
         tally.upstream_sent();
@@ -344,11 +451,7 @@ async fn proxy(
                     return Response::from_parts(parts, full(Bytes::new()));
                 }
                 let (mut parts, body) = response.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
-                parts
-                    .headers
-                    .append(header::VIA, HeaderValue::from_static("1.1 fleetgate"));
-                config.plugins.response(&plugin_ctx, &mut parts.headers);
+                downstream_response_headers(&mut parts.headers, config, &plugin_ctx);
                 let body = IdleTimeoutBody::new(body, service.read_timeout).boxed();
                 return Response::from_parts(parts, body);
             }
@@ -414,16 +517,21 @@ fn in_error_chain(
 }
 
 /// Where one attempt goes: a balancer target or the service's own host.
-enum Target<'a> {
+pub(crate) enum Target<'a> {
     Balanced(&'a Balancer, &'a BalancerTarget),
     Direct(&'a ServiceRuntime),
 }
 
 impl Target<'_> {
-    fn address(&self) -> String {
+    pub(crate) fn address(&self) -> String {
+        self.endpoint().2.to_string()
+    }
+
+    /// Host, port and `host:port` of this target.
+    pub(crate) fn endpoint(&self) -> (&str, u16, &str) {
         match self {
-            Target::Balanced(_, t) => t.address.clone(),
-            Target::Direct(s) => format!("{}:{}", s.host, s.port),
+            Target::Balanced(_, t) => (&t.host, t.port, &t.address),
+            Target::Direct(s) => (&s.host, s.port, &s.address),
         }
     }
 
@@ -437,7 +545,7 @@ impl Target<'_> {
         }
     }
 
-    fn report(&self, outcome: Outcome) {
+    pub(crate) fn report(&self, outcome: Outcome) {
         if let Target::Balanced(b, t) = self {
             b.report(t, outcome);
         }
@@ -452,7 +560,7 @@ fn with_port(host: &str, port: u16) -> String {
     }
 }
 
-fn pick(service: &ServiceRuntime) -> Result<Target<'_>, ()> {
+pub(crate) fn pick(service: &ServiceRuntime) -> Result<Target<'_>, ()> {
     match &service.balancer {
         Some(b) => b.pick().map(|t| Target::Balanced(b, t)).ok_or(()),
         None => Ok(Target::Direct(service)),

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -12,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::fastpath::{self, rewind::Rewind};
 use crate::gateway::Gateway;
 use crate::proxy::{self, Downstream};
 use crate::status::{self, NodeInfo};
@@ -50,8 +52,7 @@ pub async fn serve_proxy(
                         https: false,
                         sni: None,
                     };
-                    serve_connection(TokioIo::new(stream), gateway.clone(), downstream, shutdown)
-                        .await;
+                    serve_http1_first(stream, gateway.clone(), downstream, shutdown).await;
                 }
                 Some(acceptor) => match acceptor.accept(stream).await {
                     Ok(stream) => {
@@ -62,13 +63,12 @@ pub async fn serve_proxy(
                             https: true,
                             sni,
                         };
-                        serve_connection(
-                            TokioIo::new(stream),
-                            gateway.clone(),
-                            downstream,
-                            shutdown,
-                        )
-                        .await;
+                        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                            let stream = Rewind::new(Bytes::new(), stream);
+                            serve_connection(stream, gateway.clone(), downstream, shutdown).await;
+                        } else {
+                            serve_http1_first(stream, gateway.clone(), downstream, shutdown).await;
+                        }
                     }
                     Err(e) => tracing::debug!(error = %e, %remote, "TLS handshake failed"),
                 },
@@ -78,8 +78,24 @@ pub async fn serve_proxy(
     }
 }
 
+/// Serves a connection on the HTTP/1.1 fast path; what it hands back (HTTP/2, bodies,
+/// upgrades, https upstreams, ...) goes on to the general path.
+async fn serve_http1_first<I>(
+    io: I,
+    gateway: Arc<Gateway>,
+    downstream: Downstream,
+    shutdown: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut stop = shutdown.clone();
+    if let Some(rest) = fastpath::serve(io, &gateway, &downstream, &mut stop).await {
+        serve_connection(rest, gateway, downstream, shutdown).await;
+    }
+}
+
 async fn serve_connection<I>(
-    io: TokioIo<I>,
+    io: Rewind<I>,
     gateway: Arc<Gateway>,
     downstream: Downstream,
     mut shutdown: watch::Receiver<bool>,
@@ -92,7 +108,7 @@ async fn serve_connection<I>(
         async move { Ok::<_, Infallible>(proxy::handle(gateway, downstream, req).await) }
     });
     let builder = auto::Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection_with_upgrades(io, service);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => {
@@ -207,6 +223,7 @@ pub fn spawn_worker(
                 }
             };
             runtime.block_on(async move {
+                tokio::spawn(fastpath::sweep_pool(shutdown.clone()));
                 let mut loops = Vec::new();
                 match TcpListener::from_std(listener) {
                     Ok(l) => loops.push(tokio::spawn(serve_proxy(

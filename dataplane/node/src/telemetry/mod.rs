@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 pub use queue::{SentBatch, BATCH_RECORDS};
-pub use recorder::{CountingBody, Tally, CLIENT_CLOSED_REQUEST};
+pub use recorder::{CountingBody, ResponseRecord, Tally, CLIENT_CLOSED_REQUEST};
 
 use queue::Queue;
 

@@ -101,6 +101,19 @@ impl Tally {
         })
     }
 
+    /// For a response the HTTP/1 fast path writes itself (no body wrapper): the record,
+    /// recorded when the returned guard drops, with the body bytes added to it.
+    pub fn respond(mut self, status: u16) -> ResponseRecord {
+        ResponseRecord(self.pending(status))
+    }
+
+    /// Drops the tally without recording anything: the request is handed, unanswered, to
+    /// the general path, which counts it itself.
+    pub fn forget(mut self) {
+        self.gateway = None;
+        self.bytes_in = None;
+    }
+
     /// The record-to-be, taken out of the tally (so it is recorded once).
     fn pending(&mut self, status: u16) -> Option<Pending> {
         let (Some(gateway), Some(bytes_in)) = (self.gateway.take(), self.bytes_in.take()) else {
@@ -177,6 +190,28 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A request answered by the fast path: recorded once, when dropped (so a client that goes
+/// away mid-body is still counted, with the bytes it got).
+#[derive(Default)]
+pub struct ResponseRecord(Option<Pending>);
+
+impl ResponseRecord {
+    /// Body bytes sent downstream.
+    pub fn add_bytes_out(&mut self, bytes: u64) {
+        if let Some(pending) = self.0.as_mut() {
+            pending.bytes_out += bytes;
+        }
+    }
+}
+
+impl Drop for ResponseRecord {
+    fn drop(&mut self) {
+        if let Some(pending) = self.0.take() {
+            pending.record();
+        }
     }
 }
 

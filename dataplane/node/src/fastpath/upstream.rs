@@ -1,0 +1,240 @@
+//! Upstream connections of the fast path: plain HTTP/1.1 over TCP, kept alive in a pool per
+//! proxy worker thread, like an nginx worker's keepalive cache. A worker only ever touches
+//! its own pool, so taking and returning a connection costs no lock, and a connection is
+//! only used on the event loop whose reactor it is registered with.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::StatusCode;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// Idle connections kept per upstream address and worker.
+const MAX_IDLE_PER_ADDRESS: usize = 512;
+/// Idle connections older than this are closed (nginx's `keepalive_timeout` default is 60 s).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest response head accepted from an upstream.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Headers accepted in one response head.
+const MAX_HEADERS: usize = 128;
+const READ_CHUNK: usize = 16 * 1024;
+
+struct Idle {
+    stream: TcpStream,
+    buf: BytesMut,
+    since: Instant,
+}
+
+thread_local! {
+    static POOL: RefCell<HashMap<String, Vec<Idle>>> = RefCell::new(HashMap::new());
+}
+
+/// One upstream connection, with the bytes read from it and not yet relayed.
+pub struct UpstreamConn {
+    /// The socket.
+    pub stream: TcpStream,
+    /// Read but not yet consumed.
+    pub buf: BytesMut,
+    /// Taken from the pool: a failure before any answer may be a keep-alive race (the
+    /// upstream closed it as it was reused), not a sign the upstream is down.
+    pub reused: bool,
+}
+
+/// A pooled connection to `address` that is still open, if any.
+pub fn checkout(address: &str) -> Option<UpstreamConn> {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let idle = pool.get_mut(address)?;
+        while let Some(entry) = idle.pop() {
+            if entry.since.elapsed() > IDLE_TIMEOUT {
+                // The newest is too old: so is every other.
+                idle.clear();
+                break;
+            }
+            // An idle connection has nothing to read; EOF, data or an error mean the
+            // upstream closed or broke it. (WouldBlock also clears the cached readiness.)
+            let mut probe = [0u8; 1];
+            if matches!(entry.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            {
+                return Some(UpstreamConn {
+                    stream: entry.stream,
+                    buf: entry.buf,
+                    reused: true,
+                });
+            }
+        }
+        None
+    })
+}
+
+/// Returns a connection whose last response was read completely.
+pub fn checkin(address: &str, conn: UpstreamConn) {
+    if !conn.buf.is_empty() {
+        // Bytes beyond the response: the upstream is out of step with us.
+        return;
+    }
+    let idle = Idle {
+        stream: conn.stream,
+        buf: conn.buf,
+        since: Instant::now(),
+    };
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        match pool.get_mut(address) {
+            Some(list) if list.len() < MAX_IDLE_PER_ADDRESS => list.push(idle),
+            Some(_) => {}
+            None => {
+                pool.insert(address.to_string(), vec![idle]);
+            }
+        }
+    });
+}
+
+/// Closes this worker's connections idle for longer than [`IDLE_TIMEOUT`].
+pub fn sweep() {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        pool.retain(|_, list| {
+            list.retain(|idle| idle.since.elapsed() <= IDLE_TIMEOUT);
+            !list.is_empty()
+        });
+    });
+}
+
+/// Idle connections in this worker's pool (for tests).
+pub fn idle_count(address: &str) -> usize {
+    POOL.with(|pool| pool.borrow().get(address).map_or(0, Vec::len))
+}
+
+/// Opens a new connection within `timeout` (names are resolved by the system resolver).
+pub async fn connect(host: &str, port: u16, timeout: Duration) -> io::Result<UpstreamConn> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let connect = async {
+        let stream = match bare.parse::<IpAddr>() {
+            Ok(ip) => TcpStream::connect(SocketAddr::new(ip, port)).await?,
+            Err(_) => TcpStream::connect((bare, port)).await?,
+        };
+        stream.set_nodelay(true)?;
+        Ok::<_, io::Error>(stream)
+    };
+    let stream = tokio::time::timeout(timeout, connect)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    Ok(UpstreamConn {
+        stream,
+        buf: BytesMut::with_capacity(READ_CHUNK),
+        reused: false,
+    })
+}
+
+/// Why an upstream exchange failed before a response head arrived.
+#[derive(Debug, thiserror::Error)]
+pub enum HeadError {
+    /// The connection closed or broke; `answered` is whether any byte of a response came.
+    #[error("the upstream connection closed: {source}")]
+    Closed {
+        /// Any response byte received.
+        answered: bool,
+        /// The I/O failure (EOF as `UnexpectedEof`).
+        source: io::Error,
+    },
+    /// The response head is not valid HTTP/1.1 (or too large).
+    #[error("invalid response head from the upstream: {0}")]
+    Invalid(&'static str),
+}
+
+/// A parsed upstream response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers as received.
+    pub headers: HeaderMap,
+    /// Whether the upstream keeps the connection open after this response.
+    pub keep_alive: bool,
+}
+
+impl UpstreamConn {
+    /// Reads more bytes into the buffer; `Ok(0)` at EOF.
+    pub async fn fill(&mut self) -> io::Result<usize> {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        self.stream.read_buf(&mut self.buf).await
+    }
+
+    /// Reads the next final response head (1xx interim answers are skipped), consuming it
+    /// from the buffer; body bytes that came with it stay there.
+    pub async fn read_head(&mut self) -> Result<ResponseHead, HeadError> {
+        let mut answered = !self.buf.is_empty();
+        loop {
+            if let Some(head) = self.parse_head()? {
+                if head.status.is_informational() {
+                    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+                        return Err(HeadError::Invalid("101 to a request without Upgrade"));
+                    }
+                    continue;
+                }
+                return Ok(head);
+            }
+            if self.buf.len() > MAX_HEAD_BYTES {
+                return Err(HeadError::Invalid("response head too large"));
+            }
+            match self.fill().await {
+                Ok(0) => {
+                    return Err(HeadError::Closed {
+                        answered,
+                        source: io::ErrorKind::UnexpectedEof.into(),
+                    })
+                }
+                Ok(_) => answered = true,
+                Err(source) => return Err(HeadError::Closed { answered, source }),
+            }
+        }
+    }
+
+    fn parse_head(&mut self) -> Result<Option<ResponseHead>, HeadError> {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut slots);
+        let len = match response.parse(&self.buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err(HeadError::Invalid("malformed")),
+        };
+        let status = response
+            .code
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .ok_or(HeadError::Invalid("status"))?;
+        let mut headers = HeaderMap::with_capacity(response.headers.len() + 4);
+        let mut close = response.version != Some(1);
+        for h in response.headers.iter() {
+            let name = HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| HeadError::Invalid("header name"))?;
+            let value =
+                HeaderValue::from_bytes(h.value).map_err(|_| HeadError::Invalid("header value"))?;
+            if name == http::header::CONNECTION {
+                let tokens = value.to_str().unwrap_or("");
+                for token in tokens.split(',').map(str::trim) {
+                    if token.eq_ignore_ascii_case("close") {
+                        close = true;
+                    } else if token.eq_ignore_ascii_case("keep-alive") {
+                        close = false;
+                    }
+                }
+            }
+            headers.append(name, value);
+        }
+        self.buf.advance(len);
+        Ok(Some(ResponseHead {
+            status,
+            headers,
+            keep_alive: !close,
+        }))
+    }
+}

@@ -1,0 +1,291 @@
+//! HTTP/1.1 heads on the wire: a client's request head parsed in place (header values share
+//! the read buffer, nothing is copied), and the heads the fast path writes.
+
+use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Uri};
+
+/// Headers accepted in one request head on the fast path (more go to the general path).
+const MAX_HEADERS: usize = 100;
+
+/// A request head the fast path serves.
+#[derive(Debug)]
+pub struct RequestHead {
+    /// Method.
+    pub method: Method,
+    /// Request target.
+    pub uri: Uri,
+    /// Headers (values share `raw`).
+    pub headers: HeaderMap,
+    /// The client asked to close the connection after this request.
+    pub close: bool,
+    /// The head as received, for a hand-off to the general path.
+    pub raw: Bytes,
+}
+
+/// Parses the request head at the start of `buf`. `Ok(None)`: not complete yet. `Err(raw)`:
+/// not for the fast path (HTTP/1.0 or 2, a body, `Expect`, an upgrade, or anything it cannot
+/// parse); `raw` is the part already taken out of `buf` (empty when nothing was).
+pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, Bytes> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(Bytes::new()),
+    };
+    if req.version != Some(1) {
+        return Err(Bytes::new());
+    }
+    let base = buf.as_ptr() as usize;
+    let span = |s: &[u8]| {
+        let start = s.as_ptr() as usize - base;
+        (start, start + s.len())
+    };
+    let (Some(method), Some(path)) = (req.method, req.path) else {
+        return Err(Bytes::new());
+    };
+    let method = span(method.as_bytes());
+    let path = span(path.as_bytes());
+    let mut spans = [((0, 0), (0, 0)); MAX_HEADERS];
+    let mut close = false;
+    for (slot, h) in spans.iter_mut().zip(req.headers.iter()) {
+        let name = h.name.as_bytes();
+        let hands_off = name.eq_ignore_ascii_case(b"upgrade")
+            || name.eq_ignore_ascii_case(b"expect")
+            || name.eq_ignore_ascii_case(b"transfer-encoding")
+            || (name.eq_ignore_ascii_case(b"content-length") && h.value.trim_ascii() != b"0");
+        if hands_off {
+            return Err(Bytes::new());
+        }
+        if name.eq_ignore_ascii_case(b"connection") {
+            close |= h
+                .value
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+        *slot = (span(name), span(h.value));
+    }
+    let count = req.headers.len();
+    let raw = buf.split_to(len).freeze();
+    let bytes = |(start, end): (usize, usize)| &raw[start..end];
+    let Ok(method) = Method::from_bytes(bytes(method)) else {
+        return Err(raw);
+    };
+    let Ok(uri) = Uri::from_maybe_shared(raw.slice(path.0..path.1)) else {
+        return Err(raw);
+    };
+    let mut headers = HeaderMap::with_capacity(count + 8);
+    for (name, value) in &spans[..count] {
+        let Ok(name) = HeaderName::from_bytes(bytes(*name)) else {
+            return Err(raw);
+        };
+        let Ok(value) = HeaderValue::from_maybe_shared(raw.slice(value.0..value.1)) else {
+            return Err(raw);
+        };
+        headers.append(name, value);
+    }
+    Ok(Some(RequestHead {
+        method,
+        uri,
+        headers,
+        close,
+        raw,
+    }))
+}
+
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_headers(out: &mut Vec<u8>, headers: &HeaderMap, skip: &HeaderName) {
+    for (name, value) in headers {
+        if name != skip {
+            push_header(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+}
+
+/// The request head sent upstream (HTTP/1.1, no body).
+pub fn write_request_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    host: Option<&HeaderValue>,
+    headers: &HeaderMap,
+) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    if let Some(query) = query.filter(|q| !q.is_empty()) {
+        out.push(b'?');
+        out.extend_from_slice(query.as_bytes());
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    match host {
+        Some(host) => {
+            push_header(out, b"host", host.as_bytes());
+            push_headers(out, headers, &header::HOST);
+        }
+        // No usable Host of our own (never for a valid target): the client's stays.
+        None => {
+            for (name, value) in headers {
+                push_header(out, name.as_str().as_bytes(), value.as_bytes());
+            }
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn status_line(out: &mut Vec<u8>, status: StatusCode) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The head of a relayed response; `chunked` adds the transfer coding the body keeps.
+pub fn write_response_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    chunked: bool,
+    close: bool,
+) {
+    status_line(out, status);
+    push_headers(out, headers, &header::TRANSFER_ENCODING);
+    if !headers.contains_key(header::DATE) {
+        push_date(out);
+    }
+    if chunked {
+        push_header(out, b"transfer-encoding", b"chunked");
+    }
+    if close {
+        push_header(out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The head of a local answer with a body of `length` bytes.
+pub fn write_local_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    length: usize,
+    close: bool,
+) {
+    status_line(out, status);
+    push_headers(out, headers, &header::CONTENT_LENGTH);
+    let mut digits = itoa::Buffer::new();
+    push_header(out, b"content-length", digits.format(length).as_bytes());
+    push_date(out);
+    if close {
+        push_header(out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+thread_local! {
+    /// The `Date` value of the current second.
+    static DATE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+}
+
+fn push_date(out: &mut Vec<u8>) {
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with(|date| {
+        let mut date = date.borrow_mut();
+        if date.0 != second || date.1.is_empty() {
+            *date = (second, httpdate::fmt_http_date(now));
+        }
+        push_header(out, b"date", date.1.as_bytes());
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Option<RequestHead>, Bytes> {
+        let mut buf = BytesMut::from(text);
+        parse_request(&mut buf)
+    }
+
+    #[test]
+    fn a_plain_get_is_parsed_and_leaves_the_next_request_in_the_buffer() {
+        let mut buf = BytesMut::from(
+            "GET /a/b?x=1 HTTP/1.1\r\nHost: example.com\r\nX-Two: 1\r\nx-two: 2\r\n\r\nGET /next",
+        );
+        let head = parse_request(&mut buf)
+            .expect("fast path")
+            .expect("complete");
+        assert_eq!(head.method, Method::GET);
+        assert_eq!(head.uri.path(), "/a/b");
+        assert_eq!(head.uri.query(), Some("x=1"));
+        assert_eq!(head.headers["host"], "example.com");
+        assert_eq!(head.headers.get_all("x-two").iter().count(), 2);
+        assert!(!head.close);
+        assert_eq!(&buf[..], b"GET /next");
+    }
+
+    #[test]
+    fn requests_the_fast_path_does_not_serve_are_refused_whole() {
+        for text in [
+            "GET / HTTP/1.0\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+        ] {
+            let mut buf = BytesMut::from(text);
+            let refused = parse_request(&mut buf).expect_err(text);
+            let mut whole = refused.to_vec();
+            whole.extend_from_slice(&buf);
+            assert_eq!(whole, text.as_bytes(), "nothing lost: {text}");
+        }
+    }
+
+    #[test]
+    fn a_partial_head_waits_and_connection_close_is_seen() {
+        assert!(parse("GET / HTTP/1.1\r\nHost: a").expect("ok").is_none());
+        let head = parse("GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n")
+            .expect("ok")
+            .expect("complete");
+        assert!(head.close);
+        let empty = parse("DELETE /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+            .expect("ok")
+            .expect("complete");
+        assert_eq!(empty.method, Method::DELETE);
+    }
+
+    #[test]
+    fn the_upstream_request_head_carries_our_host_and_the_edited_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("client.example"));
+        headers.insert("x-forwarded-for", HeaderValue::from_static("127.0.0.1"));
+        let mut out = Vec::new();
+        let host = HeaderValue::from_static("upstream:8080");
+        write_request_head(
+            &mut out,
+            &Method::GET,
+            "/p",
+            Some("q=1"),
+            Some(&host),
+            &headers,
+        );
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            "GET /p?q=1 HTTP/1.1\r\nhost: upstream:8080\r\nx-forwarded-for: 127.0.0.1\r\n\r\n"
+        );
+    }
+}
