@@ -67,6 +67,9 @@ pub enum Outcome {
 pub struct BalancerTarget {
     /// `host:port` to connect to.
     pub address: String,
+    /// The `Host` sent to it: the upstream's `host_header`, else its own host (and port,
+    /// unless 80 or 443).
+    pub host_value: Option<http::HeaderValue>,
     /// Host part (for the Host header when the upstream gives none).
     pub host: String,
     /// Port part.
@@ -96,6 +99,17 @@ fn gcd(a: u32, b: u32) -> u32 {
     } else {
         gcd(b, a % b)
     }
+}
+
+/// The `Host` value for `host:port`: `explicit` when set, else the host with its port
+/// (left out for 80 and 443, as clients do).
+pub fn host_value(explicit: Option<&str>, host: &str, port: u16) -> Option<http::HeaderValue> {
+    let value = match explicit {
+        Some(explicit) => explicit.to_string(),
+        None if port == 80 || port == 443 => host.to_string(),
+        None => format!("{host}:{port}"),
+    };
+    http::HeaderValue::from_str(&value).ok()
 }
 
 /// Splits `host:port` (default port 8000, Kong's target default).
@@ -128,6 +142,7 @@ impl Balancer {
                 let (host, port) = split_host_port(t);
                 BalancerTarget {
                     address: format!("{host}:{port}"),
+                    host_value: host_value(upstream.host_header.as_deref(), &host, port),
                     host,
                     port,
                     weight: u32::from(*w),

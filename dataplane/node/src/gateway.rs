@@ -55,6 +55,8 @@ pub struct ServiceRuntime {
     pub port: u16,
     /// `host:port`, the key of pooled upstream connections.
     pub address: String,
+    /// The `Host` sent upstream (without `preserve_host`).
+    pub host_value: Option<http::HeaderValue>,
     /// Path prefix sent upstream.
     pub path: Option<String>,
     /// Extra attempts on safe failures.
@@ -384,6 +386,7 @@ pub fn compile(
                     host: s.host.clone(),
                     port: s.port,
                     address: format!("{}:{}", s.host, s.port),
+                    host_value: crate::balancer::host_value(None, &s.host, s.port),
                     path: s.path.clone(),
                     retries: s.retries,
                     connect_timeout: ms(s.connect_timeout),

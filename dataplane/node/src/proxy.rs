@@ -41,6 +41,27 @@ pub struct Downstream {
     pub https: bool,
     /// SNI sent by the client, for TLS connections.
     pub sni: Option<String>,
+    /// The client's address and the local port as header values: made once per connection,
+    /// not per request.
+    client_ip: HeaderValue,
+    port: HeaderValue,
+}
+
+impl Downstream {
+    /// A connection from `remote` to `local_port`.
+    pub fn new(remote: SocketAddr, local_port: u16, https: bool, sni: Option<String>) -> Self {
+        let number = |text: String| {
+            HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+        };
+        Self {
+            remote,
+            local_port,
+            https,
+            sni,
+            client_ip: number(remote.ip().to_string()),
+            port: number(local_port.to_string()),
+        }
+    }
 }
 
 /// Pooled upstream HTTP client.
@@ -112,6 +133,10 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names instead of a lookup per name.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     // Headers named by Connection are hop-by-hop too.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -123,6 +148,18 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
     }
+}
+
+/// Whether a header `name` is hop-by-hop, for a message whose `Connection` headers list
+/// `connection` (the comma-separated tokens of all of them).
+pub(crate) fn is_hop_by_hop(name: &[u8], connection: &[&[u8]]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes()))
+        || connection
+            .iter()
+            .flat_map(|value| value.split(|b| *b == b','))
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(name))
 }
 
 fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -332,7 +369,7 @@ pub(crate) fn upstream_host(routed: &Routed<'_>, target: &Target<'_>) -> Option<
     if routed.preserve_host && !routed.host.is_empty() {
         HeaderValue::from_str(&routed.host).ok()
     } else {
-        HeaderValue::from_str(&target.host_header()).ok()
+        target.host_value().cloned()
     }
 }
 
@@ -535,13 +572,11 @@ impl Target<'_> {
         }
     }
 
-    fn host_header(&self) -> String {
+    /// The `Host` this target is addressed by (made when the config was compiled).
+    fn host_value(&self) -> Option<&HeaderValue> {
         match self {
-            Target::Balanced(b, t) => b
-                .host_header
-                .clone()
-                .unwrap_or_else(|| with_port(&t.host, t.port)),
-            Target::Direct(s) => with_port(&s.host, s.port),
+            Target::Balanced(_, t) => t.host_value.as_ref(),
+            Target::Direct(s) => s.host_value.as_ref(),
         }
     }
 
@@ -549,14 +584,6 @@ impl Target<'_> {
         if let Target::Balanced(b, t) = self {
             b.report(t, outcome);
         }
-    }
-}
-
-fn with_port(host: &str, port: u16) -> String {
-    if port == 80 || port == 443 {
-        host.to_string()
-    } else {
-        format!("{host}:{port}")
     }
 }
 
@@ -625,25 +652,38 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
 fn add_forwarded_headers(headers: &mut HeaderMap, downstream: &Downstream, host: &str) {
-    let client_ip = downstream.remote.ip().to_string();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.is_empty() => format!("{prior}, {client_ip}"),
-        _ => client_ip.clone(),
-    };
-    let proto = if downstream.https { "https" } else { "http" };
-    let host_only = strip_port(host);
-    let pairs = [
-        ("x-forwarded-for", xff),
-        ("x-forwarded-proto", proto.to_string()),
-        ("x-forwarded-host", host_only.to_string()),
-        ("x-forwarded-port", downstream.local_port.to_string()),
-        ("x-real-ip", client_ip),
-    ];
-    for (name, value) in pairs {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), v);
+    let xff = match headers.get(X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
+        Some(prior) if !prior.is_empty() => {
+            let mut joined = Vec::with_capacity(prior.len() + 2 + downstream.client_ip.len());
+            joined.extend_from_slice(prior);
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(downstream.client_ip.as_bytes());
+            HeaderValue::from_bytes(&joined).ok()
         }
+        _ => Some(downstream.client_ip.clone()),
+    };
+    if let Some(xff) = xff {
+        headers.insert(X_FORWARDED_FOR, xff);
     }
+    let proto = if downstream.https { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    let host_only = strip_port(host);
+    let forwarded_host = match headers.get(header::HOST) {
+        // The usual case: `Host` has no port, so its value is reused as is.
+        Some(value) if value.as_bytes() == host_only.as_bytes() => Some(value.clone()),
+        _ => HeaderValue::from_str(host_only).ok(),
+    };
+    if let Some(value) = forwarded_host {
+        headers.insert(X_FORWARDED_HOST, value);
+    }
+    headers.insert(X_FORWARDED_PORT, downstream.port.clone());
+    headers.insert(X_REAL_IP, downstream.client_ip.clone());
     headers.append(header::VIA, HeaderValue::from_static("1.1 fleetgate"));
 }

@@ -46,23 +46,13 @@ pub async fn serve_proxy(
             gateway.metrics.connection(1);
             match tls {
                 None => {
-                    let downstream = Downstream {
-                        remote,
-                        local_port,
-                        https: false,
-                        sni: None,
-                    };
+                    let downstream = Downstream::new(remote, local_port, false, None);
                     serve_http1_first(stream, gateway.clone(), downstream, shutdown).await;
                 }
                 Some(acceptor) => match acceptor.accept(stream).await {
                     Ok(stream) => {
                         let sni = stream.get_ref().1.server_name().map(str::to_string);
-                        let downstream = Downstream {
-                            remote,
-                            local_port,
-                            https: true,
-                            sni,
-                        };
+                        let downstream = Downstream::new(remote, local_port, true, sni);
                         if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
                             let stream = Rewind::new(Bytes::new(), stream);
                             serve_connection(stream, gateway.clone(), downstream, shutdown).await;

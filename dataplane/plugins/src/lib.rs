@@ -99,6 +99,15 @@ pub struct PluginContext {
     pub(crate) rate_limit: Option<rate_limiting::RateLimitHeaders>,
 }
 
+impl PluginContext {
+    /// Whether [`PluginSet::response`] would change a response's headers (CORS or
+    /// rate-limit headers to add); when not, the proxy may relay the head without building
+    /// a header map for it.
+    pub fn has_response_phase(&self) -> bool {
+        self.cors.is_some() || self.rate_limit.is_some()
+    }
+}
+
 /// Why a configuration could not be compiled into a [`PluginSet`].
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {

@@ -1,7 +1,6 @@
 //! Where an upstream response body ends (RFC 9112 §6.3), so the fast path can relay its bytes
 //! unchanged and still know when the upstream connection is free for the next request.
 
-use http::header::{self, HeaderMap};
 use http::{Method, StatusCode};
 
 /// How the body of one upstream response is delimited.
@@ -17,13 +16,14 @@ pub enum Framing {
     UntilClose,
 }
 
-/// The framing of a response to `method` with `status` and these (upstream) headers; `None`
-/// when the headers contradict each other (a length that is not a number, two different
-/// lengths, or a transfer coding other than chunked last), which a proxy must refuse.
-pub fn response_framing(
+/// The framing of a response to `method` with `status` and these (upstream) headers, as
+/// (name, value) bytes; `None` when the headers contradict each other (a length that is not
+/// a number, two different lengths, or a transfer coding other than chunked last), which a
+/// proxy must refuse.
+pub fn response_framing<'h>(
     method: &Method,
     status: StatusCode,
-    headers: &HeaderMap,
+    headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
 ) -> Option<Framing> {
     if method == Method::HEAD
         || status.is_informational()
@@ -32,23 +32,37 @@ pub fn response_framing(
     {
         return Some(Framing::Empty);
     }
-    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
-    if codings.peek().is_some() {
-        let last = codings.last().and_then(|v| v.to_str().ok())?;
-        let last = last.rsplit(',').next().unwrap_or("").trim();
-        return last
-            .eq_ignore_ascii_case("chunked")
+    let mut last_coding: Option<&[u8]> = None;
+    let mut length = None;
+    let mut bad_length = false;
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            last_coding = Some(
+                value
+                    .rsplit(|b| *b == b',')
+                    .next()
+                    .unwrap_or(b"")
+                    .trim_ascii(),
+            );
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            for part in value.split(|b| *b == b',') {
+                let n = std::str::from_utf8(part.trim_ascii())
+                    .ok()
+                    .and_then(|p| p.parse::<u64>().ok());
+                match n {
+                    Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
+                    _ => bad_length = true,
+                }
+            }
+        }
+    }
+    if let Some(coding) = last_coding {
+        return coding
+            .eq_ignore_ascii_case(b"chunked")
             .then_some(Framing::Chunked);
     }
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.to_str().ok()?.split(',') {
-            let n: u64 = part.trim().parse().ok()?;
-            if length.is_some_and(|l| l != n) {
-                return None;
-            }
-            length = Some(n);
-        }
+    if bad_length {
+        return None;
     }
     Some(length.map_or(Framing::UntilClose, Framing::Length))
 }
@@ -180,14 +194,11 @@ impl ChunkedScanner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(*name, HeaderValue::from_static(value));
-        }
-        map
+    fn headers<'a>(
+        pairs: &'a [(&'static str, &'static str)],
+    ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()))
     }
 
     #[test]
@@ -195,48 +206,48 @@ mod tests {
         let ok = StatusCode::OK;
         let get = Method::GET;
         assert_eq!(
-            response_framing(&get, ok, &headers(&[("content-length", "12")])),
+            response_framing(&get, ok, headers(&[("content-length", "12")])),
             Some(Framing::Length(12))
         );
         assert_eq!(
-            response_framing(&Method::HEAD, ok, &headers(&[("content-length", "12")])),
+            response_framing(&Method::HEAD, ok, headers(&[("content-length", "12")])),
             Some(Framing::Empty)
         );
         assert_eq!(
-            response_framing(&get, StatusCode::NOT_MODIFIED, &headers(&[])),
+            response_framing(&get, StatusCode::NOT_MODIFIED, headers(&[])),
             Some(Framing::Empty)
         );
         assert_eq!(
             response_framing(
                 &get,
                 ok,
-                &headers(&[("transfer-encoding", "chunked"), ("content-length", "3")])
+                headers(&[("transfer-encoding", "chunked"), ("content-length", "3")])
             ),
             Some(Framing::Chunked),
             "transfer-encoding wins over content-length"
         );
         assert_eq!(
-            response_framing(&get, ok, &headers(&[("transfer-encoding", "gzip")])),
+            response_framing(&get, ok, headers(&[("transfer-encoding", "gzip")])),
             None
         );
         assert_eq!(
-            response_framing(&get, ok, &headers(&[("content-length", "3, 3")])),
+            response_framing(&get, ok, headers(&[("content-length", "3, 3")])),
             Some(Framing::Length(3))
         );
         assert_eq!(
             response_framing(
                 &get,
                 ok,
-                &headers(&[("content-length", "3"), ("content-length", "4")])
+                headers(&[("content-length", "3"), ("content-length", "4")])
             ),
             None
         );
         assert_eq!(
-            response_framing(&get, ok, &headers(&[("content-length", "x")])),
+            response_framing(&get, ok, headers(&[("content-length", "x")])),
             None
         );
         assert_eq!(
-            response_framing(&get, ok, &headers(&[])),
+            response_framing(&get, ok, headers(&[])),
             Some(Framing::UntilClose)
         );
     }

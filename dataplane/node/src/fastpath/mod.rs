@@ -30,7 +30,7 @@ use crate::gateway::{CompiledConfig, Gateway};
 use crate::metrics::UpstreamError;
 use crate::proxy::{self, Downstream, ProxyBody, Routed, Target, BAD_RESPONSE, TIMED_OUT};
 use crate::telemetry::{ResponseRecord, Tally};
-use framing::{response_framing, ChunkedScanner, Framing};
+use framing::{ChunkedScanner, Framing};
 use rewind::Rewind;
 use upstream::{HeadError, UpstreamConn};
 use wire::RequestHead;
@@ -151,9 +151,9 @@ async fn exchange<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    let start = Instant::now();
+    let start = std::time::Instant::now();
     let config = gateway.current();
-    let mut tally = Tally::start(gateway, start.into_std(), config.control_plane_id);
+    let mut tally = Tally::start(gateway, start, config.control_plane_id);
     let mut answer = Answer {
         gateway,
         start,
@@ -205,7 +205,7 @@ where
 /// Writes answers and counts them (metrics, telemetry).
 struct Answer<'g> {
     gateway: &'g Arc<Gateway>,
-    start: Instant,
+    start: std::time::Instant,
     head_request: bool,
     close: bool,
 }
@@ -337,7 +337,15 @@ impl Forward<'_> {
                 &self.head.headers,
             );
             tally.upstream_sent();
-            let written = timeout(service.write_timeout, conn.stream.write_all(out)).await;
+            // Usually the whole head fits the socket buffer at once: no timer needed.
+            let written = match conn.stream.try_write(out) {
+                Ok(n) if n == out.len() => Ok(Ok(())),
+                Ok(n) => timeout(service.write_timeout, conn.stream.write_all(&out[n..])).await,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    timeout(service.write_timeout, conn.stream.write_all(out)).await
+                }
+                Err(e) => Ok(Err(e)),
+            };
             let outcome = match written {
                 Err(_) => {
                     tally.upstream_done();
@@ -352,7 +360,7 @@ impl Forward<'_> {
                 Ok(Ok(())) => {
                     let read = async {
                         tokio::select! {
-                            head = conn.read_head() => Ok(head),
+                            head = conn.read_head(&self.head.method) => Ok(head),
                             () = client_gone(io, buf) => Err(()),
                         }
                     };
@@ -446,22 +454,33 @@ impl Relay<'_> {
         let gateway = answer.gateway;
         let status = head.status;
         self.target.report(Outcome::Status(status.as_u16()));
-        let Some(framing) = response_framing(&forward.head.method, status, &head.headers) else {
+        let Some(framing) = head.framing else {
             gateway.metrics.upstream_error(UpstreamError::Protocol);
             return answer.json_error(io, out, tally, BAD_RESPONSE).await;
         };
-        let mut headers = head.headers;
-        if framing == Framing::Chunked {
-            headers.remove(http::header::CONTENT_LENGTH);
+        let close = answer.close || framing == Framing::UntilClose;
+        let chunked = framing == Framing::Chunked;
+        out.clear();
+        if forward.plugin_ctx.has_response_phase() {
+            let Ok(mut headers) = conn.header_map() else {
+                gateway.metrics.upstream_error(UpstreamError::Protocol);
+                return answer.json_error(io, out, tally, BAD_RESPONSE).await;
+            };
+            if chunked {
+                headers.remove(http::header::CONTENT_LENGTH);
+            }
+            proxy::downstream_response_headers(&mut headers, forward.config, forward.plugin_ctx);
+            wire::write_response_head(out, status, &headers, chunked, close);
+        } else {
+            let headers = conn
+                .headers()
+                .filter(|(name, _)| !(chunked && name.eq_ignore_ascii_case(b"content-length")));
+            wire::write_relayed_head(out, status, headers, head.has_date, chunked, close);
         }
-        proxy::downstream_response_headers(&mut headers, forward.config, forward.plugin_ctx);
         gateway
             .metrics
             .record(status.as_u16(), answer.start.elapsed());
         let mut record = tally.respond(status.as_u16());
-        let close = answer.close || framing == Framing::UntilClose;
-        out.clear();
-        wire::write_response_head(out, status, &headers, framing == Framing::Chunked, close);
         let read_timeout = forward.routed.service.read_timeout;
         let relayed = relay_body(io, out, &mut conn, framing, read_timeout, &mut record).await;
         drop(record);
@@ -502,7 +521,7 @@ enum RelayError {
 /// body as it arrives; `conn.buf` is left holding only bytes past the body.
 async fn relay_body<I>(
     io: &mut I,
-    out: &mut Vec<u8>,
+    out: &[u8],
     conn: &mut UpstreamConn,
     framing: Framing,
     read_timeout: Duration,
@@ -541,8 +560,7 @@ where
         };
         let bytes = conn.buf.split_to(take);
         if first {
-            out.extend_from_slice(&bytes);
-            io.write_all(out).await?;
+            write_head_and_body(io, out, &bytes).await?;
             first = false;
         } else if !bytes.is_empty() {
             io.write_all(&bytes).await?;
@@ -563,6 +581,25 @@ where
     }
     io.flush().await?;
     Ok(())
+}
+
+/// Writes a head and the body bytes that came with it in one `writev` where the stream
+/// allows (no copy of the body into the head's buffer).
+async fn write_head_and_body<I>(io: &mut I, head: &[u8], body: &[u8]) -> std::io::Result<()>
+where
+    I: AsyncWrite + Unpin,
+{
+    if body.is_empty() {
+        return io.write_all(head).await;
+    }
+    let slices = [std::io::IoSlice::new(head), std::io::IoSlice::new(body)];
+    let written = io.write_vectored(&slices).await?;
+    if written < head.len() {
+        io.write_all(&head[written..]).await?;
+        io.write_all(body).await
+    } else {
+        io.write_all(&body[written - head.len()..]).await
+    }
 }
 
 /// Periodically closes this worker's long-idle upstream connections; runs on the worker's

@@ -9,11 +9,15 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use std::mem::MaybeUninit;
+
+use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use http::StatusCode;
+use http::{Method, StatusCode};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+
+use super::framing::{response_framing, Framing};
 
 /// Idle connections kept per upstream address and worker.
 const MAX_IDLE_PER_ADDRESS: usize = 512;
@@ -28,6 +32,8 @@ const READ_CHUNK: usize = 16 * 1024;
 struct Idle {
     stream: TcpStream,
     buf: BytesMut,
+    /// Kept so a reused connection does not allocate it again.
+    spans: Vec<(Span, Span)>,
     since: Instant,
 }
 
@@ -44,6 +50,9 @@ pub struct UpstreamConn {
     /// Taken from the pool: a failure before any answer may be a keep-alive race (the
     /// upstream closed it as it was reused), not a sign the upstream is down.
     pub reused: bool,
+    /// The last response head read, and where its headers are in it.
+    head: Bytes,
+    spans: Vec<(Span, Span)>,
 }
 
 /// A pooled connection to `address` that is still open, if any.
@@ -66,6 +75,8 @@ pub fn checkout(address: &str) -> Option<UpstreamConn> {
                     stream: entry.stream,
                     buf: entry.buf,
                     reused: true,
+                    head: Bytes::new(),
+                    spans: entry.spans,
                 });
             }
         }
@@ -82,6 +93,7 @@ pub fn checkin(address: &str, conn: UpstreamConn) {
     let idle = Idle {
         stream: conn.stream,
         buf: conn.buf,
+        spans: conn.spans,
         since: Instant::now(),
     };
     POOL.with(|pool| {
@@ -130,6 +142,8 @@ pub async fn connect(host: &str, port: u16, timeout: Duration) -> io::Result<Ups
         stream,
         buf: BytesMut::with_capacity(READ_CHUNK),
         reused: false,
+        head: Bytes::new(),
+        spans: Vec::with_capacity(16),
     })
 }
 
@@ -149,16 +163,22 @@ pub enum HeadError {
     Invalid(&'static str),
 }
 
-/// A parsed upstream response head.
+/// What the fast path needs of an upstream response head; the headers themselves stay in the
+/// connection ([`UpstreamConn::headers`]).
 #[derive(Debug)]
 pub struct ResponseHead {
     /// Status.
     pub status: StatusCode,
-    /// Headers as received.
-    pub headers: HeaderMap,
     /// Whether the upstream keeps the connection open after this response.
     pub keep_alive: bool,
+    /// How the body is delimited; `None` when the head contradicts itself.
+    pub framing: Option<Framing>,
+    /// Whether the upstream sent a `Date`.
+    pub has_date: bool,
 }
+
+/// Where one header's name and value are in the head.
+type Span = (usize, usize);
 
 impl UpstreamConn {
     /// Reads more bytes into the buffer; `Ok(0)` at EOF.
@@ -169,12 +189,12 @@ impl UpstreamConn {
         self.stream.read_buf(&mut self.buf).await
     }
 
-    /// Reads the next final response head (1xx interim answers are skipped), consuming it
-    /// from the buffer; body bytes that came with it stay there.
-    pub async fn read_head(&mut self) -> Result<ResponseHead, HeadError> {
+    /// Reads the next final response head to a `method` request (1xx interim answers are
+    /// skipped), consuming it from the buffer; body bytes that came with it stay there.
+    pub async fn read_head(&mut self, method: &Method) -> Result<ResponseHead, HeadError> {
         let mut answered = !self.buf.is_empty();
         loop {
-            if let Some(head) = self.parse_head()? {
+            if let Some(head) = self.parse_head(method)? {
                 if head.status.is_informational() {
                     if head.status == StatusCode::SWITCHING_PROTOCOLS {
                         return Err(HeadError::Invalid("101 to a request without Upgrade"));
@@ -199,10 +219,15 @@ impl UpstreamConn {
         }
     }
 
-    fn parse_head(&mut self) -> Result<Option<ResponseHead>, HeadError> {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut slots);
-        let len = match response.parse(&self.buf) {
+    fn parse_head(&mut self, method: &Method) -> Result<Option<ResponseHead>, HeadError> {
+        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut response,
+            &self.buf,
+            &mut slots,
+        );
+        let len = match parsed {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(_) => return Err(HeadError::Invalid("malformed")),
@@ -211,30 +236,63 @@ impl UpstreamConn {
             .code
             .and_then(|c| StatusCode::from_u16(c).ok())
             .ok_or(HeadError::Invalid("status"))?;
-        let mut headers = HeaderMap::with_capacity(response.headers.len() + 4);
+        let base = self.buf.as_ptr() as usize;
+        let span = |s: &[u8]| {
+            let start = s.as_ptr() as usize - base;
+            (start, start + s.len())
+        };
         let mut close = response.version != Some(1);
+        let mut has_date = false;
+        self.spans.clear();
         for h in response.headers.iter() {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| HeadError::Invalid("header name"))?;
-            let value =
-                HeaderValue::from_bytes(h.value).map_err(|_| HeadError::Invalid("header value"))?;
-            if name == http::header::CONNECTION {
-                let tokens = value.to_str().unwrap_or("");
-                for token in tokens.split(',').map(str::trim) {
-                    if token.eq_ignore_ascii_case("close") {
+            let name = h.name.as_bytes();
+            if name.eq_ignore_ascii_case(b"connection") {
+                for token in h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                    if token.eq_ignore_ascii_case(b"close") {
                         close = true;
-                    } else if token.eq_ignore_ascii_case("keep-alive") {
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
                         close = false;
                     }
                 }
             }
-            headers.append(name, value);
+            has_date |= name.eq_ignore_ascii_case(b"date");
+            self.spans.push((span(name), span(h.value)));
         }
-        self.buf.advance(len);
+        let framing = response_framing(
+            method,
+            status,
+            response
+                .headers
+                .iter()
+                .map(|h| (h.name.as_bytes(), h.value)),
+        );
+        self.head = self.buf.split_to(len).freeze();
         Ok(Some(ResponseHead {
             status,
-            headers,
             keep_alive: !close,
+            framing,
+            has_date,
         }))
+    }
+
+    /// The headers of the last response head read, as received.
+    pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
+        self.spans
+            .iter()
+            .map(|(name, value)| (&self.head[name.0..name.1], &self.head[value.0..value.1]))
+    }
+
+    /// The same headers as a map (values share the head's bytes), for the plugins'
+    /// response phase.
+    pub fn header_map(&self) -> Result<HeaderMap, HeadError> {
+        let mut map = HeaderMap::with_capacity(self.spans.len() + 4);
+        for (name, value) in &self.spans {
+            let name = HeaderName::from_bytes(&self.head[name.0..name.1])
+                .map_err(|_| HeadError::Invalid("header name"))?;
+            let value = HeaderValue::from_maybe_shared(self.head.slice(value.0..value.1))
+                .map_err(|_| HeadError::Invalid("header value"))?;
+            map.append(name, value);
+        }
+        Ok(map)
     }
 }

@@ -2,6 +2,7 @@
 //! the read buffer, nothing is copied), and the heads the fast path writes.
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
@@ -30,9 +31,9 @@ pub struct RequestHead {
 /// not for the fast path (HTTP/1.0 or 2, a body, `Expect`, an upgrade, or anything it cannot
 /// parse); `raw` is the part already taken out of `buf` (empty when nothing was).
 pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, Bytes> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    let len = match req.parse(buf) {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(Bytes::new()),
@@ -163,6 +164,47 @@ pub fn write_response_head(
     status_line(out, status);
     push_headers(out, headers, &header::TRANSFER_ENCODING);
     if !headers.contains_key(header::DATE) {
+        push_date(out);
+    }
+    if chunked {
+        push_header(out, b"transfer-encoding", b"chunked");
+    }
+    if close {
+        push_header(out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The head of a relayed response, written from the upstream's headers as received:
+/// hop-by-hop ones left out (those `Connection` names too), `Via` added, `Date` added when
+/// missing, `chunked` re-declaring the transfer coding the body keeps. (With plugins that
+/// change response headers the proxy goes through a header map and
+/// [`write_response_head`] instead.)
+pub fn write_relayed_head<'h>(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: impl Iterator<Item = (&'h [u8], &'h [u8])> + Clone,
+    has_date: bool,
+    chunked: bool,
+    close: bool,
+) {
+    const MAX_CONNECTION_HEADERS: usize = 4;
+    let mut connection: [&[u8]; MAX_CONNECTION_HEADERS] = [b""; MAX_CONNECTION_HEADERS];
+    let mut listed = 0;
+    for (name, value) in headers.clone() {
+        if name.eq_ignore_ascii_case(b"connection") && listed < MAX_CONNECTION_HEADERS {
+            connection[listed] = value;
+            listed += 1;
+        }
+    }
+    status_line(out, status);
+    for (name, value) in headers {
+        if !crate::proxy::is_hop_by_hop(name, &connection[..listed]) {
+            push_header(out, name, value);
+        }
+    }
+    push_header(out, b"via", b"1.1 fleetgate");
+    if !has_date {
         push_date(out);
     }
     if chunked {
