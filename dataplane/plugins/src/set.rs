@@ -108,11 +108,20 @@ impl PluginSet {
     /// Runs the access phase for a request that matched `route_id`/`service_id` (None when
     /// unknown).
     pub fn access(&self, req: &mut AccessRequest<'_>) -> AccessOutcome {
-        self.access_at(req, SystemTime::now())
+        // The clock is read only when a rate limit runs: most requests need no time.
+        self.access_with_clock(req, SystemTime::now)
     }
 
     /// [`Self::access`] with an explicit clock for rate-limit windows (tests, replays).
     pub fn access_at(&self, req: &mut AccessRequest<'_>, now: SystemTime) -> AccessOutcome {
+        self.access_with_clock(req, || now)
+    }
+
+    fn access_with_clock(
+        &self,
+        req: &mut AccessRequest<'_>,
+        now: impl FnOnce() -> SystemTime,
+    ) -> AccessOutcome {
         let mut ctx = PluginContext::default();
         let https = req.scheme_is_https;
         let (route, service) = (req.route_id, req.service_id);
@@ -159,7 +168,7 @@ impl PluginSet {
                     consumer,
                     credential: ctx.credential_id,
                 };
-                match limit.plugin.access(req, client, unix_secs(now)) {
+                match limit.plugin.access(req, client, unix_secs(now())) {
                     Ok(headers) => ctx.rate_limit = headers,
                     Err(response) => return self.respond(*response, ctx),
                 }

@@ -65,8 +65,16 @@ where
 {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = Vec::with_capacity(READ_CHUNK);
-    let idle = tokio::time::sleep(KEEPALIVE_TIMEOUT);
+    // Idle clients: one timer per connection, not one per request. Every half keep-alive
+    // period it checks whether a request came since it last fired; a connection that saw
+    // none for a whole period is closed (so after 30 to 60 s idle).
+    let idle = tokio::time::sleep(KEEPALIVE_TIMEOUT / 2);
     tokio::pin!(idle);
+    let mut served: u64 = 0;
+    let mut served_at_tick = 0;
+    // Registered once for the connection's life, not once per read.
+    let stop = stopped(shutdown);
+    tokio::pin!(stop);
     loop {
         let head = loop {
             if !buf.is_empty() {
@@ -76,24 +84,29 @@ where
                     Ok(None) => return Some(Rewind::new(buf.freeze(), io)),
                     Err(raw) => return Some(Rewind::new(join(raw, buf), io)),
                 }
-            } else if *shutdown.borrow() {
-                return None;
             }
             if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                 buf.reserve(READ_CHUNK);
             }
-            idle.as_mut().reset(Instant::now() + KEEPALIVE_TIMEOUT);
             let read = tokio::select! {
                 biased;
                 read = io.read_buf(&mut buf) => read,
-                _ = &mut idle => return None,
-                _ = stopped(shutdown), if buf.is_empty() => return None,
+                () = &mut idle => {
+                    if served == served_at_tick {
+                        return None;
+                    }
+                    served_at_tick = served;
+                    idle.as_mut().reset(Instant::now() + KEEPALIVE_TIMEOUT / 2);
+                    continue;
+                }
+                () = &mut stop, if buf.is_empty() => return None,
             };
             match read {
                 Ok(0) | Err(_) => return None,
                 Ok(_) => {}
             }
         };
+        served += 1;
         match exchange(&mut io, &mut buf, &mut out, gateway, downstream, head).await {
             Next::KeepAlive => {}
             Next::Close => {

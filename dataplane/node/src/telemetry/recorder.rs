@@ -67,7 +67,10 @@ impl Tally {
 
     /// A request was sent to an upstream: its wait for response headers starts.
     pub fn upstream_sent(&mut self) {
-        self.upstream_since = Some(Instant::now());
+        // Only telemetry reads it: no clock read when nothing is recorded.
+        if self.gateway.is_some() {
+            self.upstream_since = Some(Instant::now());
+        }
     }
 
     /// The upstream answered (or failed): the wait is added to the upstream latency, which
