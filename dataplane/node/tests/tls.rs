@@ -99,3 +99,46 @@ async fn a_key_that_does_not_belong_to_its_certificate_is_refused_and_the_old_co
     assert_eq!(dp.dp.gateway.current().hash, before);
     dp.dp.shutdown().await;
 }
+
+#[tokio::test]
+async fn https_clients_get_http_1_1_from_the_fast_path_and_http_2_when_they_offer_it() {
+    let up = echo_upstream().await;
+    let yaml = format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: a\n    url: http://{up}\n    routes: [{{name: a, paths: [/]}}]\ncertificates:\n  - cert: |\n{}    key: |\n{}    snis: [{{name: example.com}}]\n",
+        indent(CERT_A),
+        indent(KEY_A),
+    );
+    let dp = Dp::start_with(&yaml, &[("proxy_listen_tls", "127.0.0.1:0")]).await;
+    let tls_addr = dp.dp.proxy_tls_addr.expect("tls listener");
+    let builder = || {
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(CERT_A.as_bytes()).expect("pem"))
+            .resolve("example.com", tls_addr)
+    };
+    let http1 = builder().http1_only().build().expect("client");
+    let http2 = builder().build().expect("client");
+    for (client, version) in [
+        (http1, reqwest::Version::HTTP_11),
+        (http2, reqwest::Version::HTTP_2),
+    ] {
+        // Several requests on one connection: keep-alive over TLS on either path.
+        for i in 0..3 {
+            let resp = client
+                .get(format!("https://example.com:{}/n/{i}?q=1", tls_addr.port()))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{version:?} request {i}: {e:?}"));
+            assert_eq!(resp.status(), 200);
+            assert_eq!(resp.version(), version);
+            assert_eq!(resp.headers()["via"], "1.1 fleetgate");
+            let body: Value = resp.json().await.expect("json");
+            assert_eq!(body["path"], format!("/n/{i}"));
+            assert_eq!(body["query"], "q=1");
+            assert_eq!(body["headers"]["x-forwarded-proto"], "https");
+            assert_eq!(body["headers"]["host"], up.to_string());
+        }
+    }
+    dp.dp.shutdown().await;
+}
