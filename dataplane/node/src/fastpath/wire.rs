@@ -163,7 +163,12 @@ pub fn write_response_head(
 ) {
     status_line(out, status);
     push_headers(out, headers, &header::TRANSFER_ENCODING);
-    if !headers.contains_key(header::DATE) {
+    end_head(out, !headers.contains_key(header::DATE), chunked, close);
+}
+
+/// The headers the proxy itself adds at the end of a head, then the blank line.
+fn end_head(out: &mut Vec<u8>, date: bool, chunked: bool, close: bool) {
+    if date {
         push_date(out);
     }
     if chunked {
@@ -204,16 +209,7 @@ pub fn write_relayed_head<'h>(
         }
     }
     push_header(out, b"via", b"1.1 fleetgate");
-    if !has_date {
-        push_date(out);
-    }
-    if chunked {
-        push_header(out, b"transfer-encoding", b"chunked");
-    }
-    if close {
-        push_header(out, b"connection", b"close");
-    }
-    out.extend_from_slice(b"\r\n");
+    end_head(out, !has_date, chunked, close);
 }
 
 /// The head of a local answer with a body of `length` bytes.
@@ -228,11 +224,7 @@ pub fn write_local_head(
     push_headers(out, headers, &header::CONTENT_LENGTH);
     let mut digits = itoa::Buffer::new();
     push_header(out, b"content-length", digits.format(length).as_bytes());
-    push_date(out);
-    if close {
-        push_header(out, b"connection", b"close");
-    }
-    out.extend_from_slice(b"\r\n");
+    end_head(out, true, false, close);
 }
 
 thread_local! {
