@@ -208,10 +208,12 @@ pub async fn handle(
     tally.finish(response)
 }
 
-fn request_host(headers: &HeaderMap, uri: &Uri) -> String {
-    headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
+/// The request's host: its `Host` header (visible ASCII only, as `HeaderValue::to_str`
+/// accepts), else the authority of an absolute-form target.
+fn request_host(host_header: Option<&[u8]>, uri: &Uri) -> String {
+    host_header
+        .filter(|v| v.iter().all(|b| *b == b'\t' || (0x20..0x7f).contains(b)))
+        .and_then(|v| std::str::from_utf8(v).ok())
         .map(str::to_string)
         .or_else(|| uri.authority().map(|a| a.to_string()))
         .unwrap_or_default()
@@ -244,10 +246,11 @@ pub(crate) fn route<'c>(
     downstream: &Downstream,
     method: &Method,
     uri: &Uri,
+    host_header: Option<&[u8]>,
     headers: &HeaderMap,
     tally: &mut Tally,
 ) -> Result<Routed<'c>, Response<ProxyBody>> {
-    let host = request_host(headers, uri);
+    let host = request_host(host_header, uri);
     let path = uri.path();
     let scheme = if downstream.https {
         Scheme::Https
@@ -392,11 +395,13 @@ async fn proxy(
     mut req: Request<Incoming>,
     tally: &mut Tally,
 ) -> Response<ProxyBody> {
+    let host_header = req.headers().get(header::HOST).map(HeaderValue::as_bytes);
     let routed = match route(
         config,
         downstream,
         req.method(),
         req.uri(),
+        host_header,
         req.headers(),
         tally,
     ) {
@@ -686,4 +691,73 @@ fn add_forwarded_headers(headers: &mut HeaderMap, downstream: &Downstream, host:
     headers.insert(X_FORWARDED_PORT, downstream.port.clone());
     headers.insert(X_REAL_IP, downstream.client_ip.clone());
     headers.append(header::VIA, HeaderValue::from_static("1.1 fleetgate"));
+}
+
+/// The headers [`add_forwarded_headers`] replaces (and `Via`, which it appends to).
+const FORWARDED: [HeaderName; 5] = [
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    X_FORWARDED_PORT,
+    X_REAL_IP,
+];
+
+/// [`upstream_request_headers`] and the `Host` of [`upstream_host`] for a request whose
+/// headers are still the bytes received (the fast path without plugins): emits each header
+/// to send upstream as (name, value) bytes. The same headers as the header-map version
+/// (a test compares the two).
+pub(crate) fn upstream_request_headers_raw<'h>(
+    headers: impl Iterator<Item = (&'h [u8], &'h [u8])> + Clone,
+    downstream: &Downstream,
+    request_host: &str,
+    host: Option<&HeaderValue>,
+    mut emit: impl FnMut(&[u8], &[u8]),
+) {
+    const MAX_CONNECTION_HEADERS: usize = 4;
+    let mut connection: [&[u8]; MAX_CONNECTION_HEADERS] = [b""; MAX_CONNECTION_HEADERS];
+    let mut listed = 0;
+    let mut prior_xff: Option<&[u8]> = None;
+    for (name, value) in headers.clone() {
+        if name.eq_ignore_ascii_case(b"connection") && listed < MAX_CONNECTION_HEADERS {
+            connection[listed] = value;
+            listed += 1;
+        } else if prior_xff.is_none() && name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            prior_xff = Some(value);
+        }
+    }
+    if let Some(host) = host {
+        emit(b"host", host.as_bytes());
+    }
+    for (name, value) in headers {
+        let replaced = FORWARDED
+            .iter()
+            .any(|f| name.eq_ignore_ascii_case(f.as_str().as_bytes()))
+            || (host.is_some() && name.eq_ignore_ascii_case(b"host"));
+        if !replaced && !is_hop_by_hop(name, &connection[..listed]) {
+            emit(name, value);
+        }
+    }
+    let client_ip = downstream.client_ip.as_bytes();
+    match prior_xff {
+        Some(prior) if !prior.is_empty() => {
+            let mut joined = Vec::with_capacity(prior.len() + 2 + client_ip.len());
+            joined.extend_from_slice(prior);
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(client_ip);
+            emit(X_FORWARDED_FOR.as_str().as_bytes(), &joined);
+        }
+        _ => emit(X_FORWARDED_FOR.as_str().as_bytes(), client_ip),
+    }
+    let proto: &[u8] = if downstream.https { b"https" } else { b"http" };
+    emit(X_FORWARDED_PROTO.as_str().as_bytes(), proto);
+    emit(
+        X_FORWARDED_HOST.as_str().as_bytes(),
+        strip_port(request_host).as_bytes(),
+    );
+    emit(
+        X_FORWARDED_PORT.as_str().as_bytes(),
+        downstream.port.as_bytes(),
+    );
+    emit(X_REAL_IP.as_str().as_bytes(), client_ip);
+    emit(b"via", b"1.1 fleetgate");
 }

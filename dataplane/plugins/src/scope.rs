@@ -102,6 +102,11 @@ impl<T> Default for Scoped<T> {
 }
 
 impl<T> Scoped<T> {
+    /// No instance on any scope.
+    pub fn is_empty(&self) -> bool {
+        self.shapes == 0
+    }
+
     /// Adds an instance; returns the id of the instance already on that scope, if any.
     pub fn insert(&mut self, key: ScopeKey, instance: Instance<T>) -> Result<(), Uuid> {
         if let Some(existing) = self.map.get(&key) {

@@ -105,6 +105,15 @@ impl PluginSet {
         Ok(set)
     }
 
+    /// No plugin is configured at all: the access phase would change nothing and answer
+    /// nothing, so the proxy may skip it (and the header map it needs).
+    pub fn is_empty(&self) -> bool {
+        self.cors.is_empty()
+            && self.key_auth.is_empty()
+            && self.size_limit.is_empty()
+            && self.rate_limit.is_empty()
+    }
+
     /// Runs the access phase for a request that matched `route_id`/`service_id` (None when
     /// unknown).
     pub fn access(&self, req: &mut AccessRequest<'_>) -> AccessOutcome {

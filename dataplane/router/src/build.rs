@@ -81,6 +81,8 @@ pub struct Router {
     /// The same for `prefix`.
     prefix_dots: u64,
     http_routes: usize,
+    /// Some route matches on request headers.
+    uses_headers: bool,
 }
 
 /// The [`Router::suffix_dots`] mask of a table of wildcard keys.
@@ -206,6 +208,12 @@ impl Buckets {
 }
 
 impl Router {
+    /// Whether any route matches on request headers; when none does, [`Router::find`]
+    /// never reads [`RequestFacts::headers`] (the proxy may pass an empty map).
+    pub fn uses_headers(&self) -> bool {
+        self.uses_headers
+    }
+
     /// Compiles the routes of `config`. Fails on a regex path or header condition that
     /// does not compile, naming the route by its index in `config.routes`.
     pub fn build(config: &GatewayConfig) -> Result<Router, RouterError> {
@@ -288,7 +296,9 @@ impl Router {
             .map(PathIndex::min_rank)
             .min()
             .unwrap_or(u32::MAX);
+        let uses_headers = conditions.iter().flatten().any(Conditions::uses_headers);
         Ok(Router {
+            uses_headers,
             runtimes,
             conditions,
             entries,

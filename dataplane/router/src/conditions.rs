@@ -75,6 +75,11 @@ pub(crate) struct Probe<'a> {
 }
 
 impl Conditions {
+    /// Whether this route matches on request headers.
+    pub(crate) fn uses_headers(&self) -> bool {
+        !self.headers.is_empty()
+    }
+
     /// Compiles the conditions of `routes[index]`.
     pub(crate) fn compile(index: usize, route: &Route) -> Result<Conditions, RouterError> {
         let methods = route

@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use fleetgate_config::Protocol;
-use http::{Method, Response, StatusCode};
+use fleetgate_plugins::PluginContext;
+use http::{HeaderMap, Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -159,7 +160,7 @@ async fn exchange<I>(
     out: &mut Vec<u8>,
     gateway: &Arc<Gateway>,
     downstream: &Downstream,
-    mut head: RequestHead,
+    head: RequestHead,
 ) -> Next
 where
     I: AsyncRead + AsyncWrite + Unpin,
@@ -177,12 +178,25 @@ where
         let response = crate::license::expired_response(expired_at);
         return answer.local(io, out, tally, response).await;
     }
+    // A header map costs allocations and a hash per header: it is built only when a
+    // header-matching route or a plugin reads the headers. Without one the upstream head
+    // is written from the bytes received (`proxy::upstream_request_headers_raw`).
+    let mut headers = None;
+    if config.router.uses_headers() || !config.plugins.is_empty() {
+        let Some(map) = head.header_map() else {
+            tally.forget();
+            return Next::Handoff(head.raw);
+        };
+        headers = Some(map);
+    }
+    let no_headers = HeaderMap::new();
     let routed = match proxy::route(
         &config,
         downstream,
         &head.method,
         &head.uri,
-        &head.headers,
+        head.header(b"host"),
+        headers.as_ref().unwrap_or(&no_headers),
         &mut tally,
     ) {
         Ok(routed) => routed,
@@ -192,24 +206,34 @@ where
         tally.forget();
         return Next::Handoff(head.raw);
     }
-    let (plugin_ctx, query) = match proxy::access(
-        &config,
-        &routed,
-        downstream,
-        &head.method,
-        &head.uri,
-        &mut head.headers,
-        &mut tally,
-    ) {
-        Ok(accessed) => accessed,
-        Err(response) => return answer.local(io, out, tally, response).await,
+    let mut plugin_ctx = PluginContext::default();
+    let mut edited_query = None;
+    if let Some(map) = headers.as_mut() {
+        match proxy::access(
+            &config,
+            &routed,
+            downstream,
+            &head.method,
+            &head.uri,
+            map,
+            &mut tally,
+        ) {
+            Ok((ctx, query)) => (plugin_ctx, edited_query) = (ctx, Some(query)),
+            Err(response) => return answer.local(io, out, tally, response).await,
+        }
+        proxy::upstream_request_headers(map, downstream, &routed.host, false);
+    }
+    let query = match &edited_query {
+        Some(edited) => edited.as_deref(),
+        None => head.uri.query(),
     };
-    proxy::upstream_request_headers(&mut head.headers, downstream, &routed.host, false);
     let forward = Forward {
         config: &config,
         routed: &routed,
+        downstream,
         head: &head,
-        query: query.as_deref(),
+        headers: headers.as_ref(),
+        query,
         plugin_ctx: &plugin_ctx,
     };
     forward.run(io, buf, out, answer, tally).await
@@ -280,9 +304,12 @@ async fn write_out<I: AsyncWrite + Unpin>(io: &mut I, out: &[u8]) -> std::io::Re
 struct Forward<'a> {
     config: &'a CompiledConfig,
     routed: &'a Routed<'a>,
+    downstream: &'a Downstream,
     head: &'a RequestHead,
+    /// The edited request headers, when a route or plugin needed them as a map.
+    headers: Option<&'a HeaderMap>,
     query: Option<&'a str>,
-    plugin_ctx: &'a fleetgate_plugins::PluginContext,
+    plugin_ctx: &'a PluginContext,
 }
 
 impl Forward<'_> {
@@ -341,14 +368,22 @@ impl Forward<'_> {
                 },
             };
             out.clear();
-            wire::write_request_head(
-                out,
-                &self.head.method,
-                &self.routed.upstream_path,
-                self.query,
-                proxy::upstream_host(self.routed, &target).as_ref(),
-                &self.head.headers,
-            );
+            let host = proxy::upstream_host(self.routed, &target);
+            let (method, path) = (&self.head.method, &self.routed.upstream_path);
+            match self.headers {
+                Some(headers) => {
+                    wire::write_request_head(out, method, path, self.query, host.as_ref(), headers)
+                }
+                None => wire::write_request_head_raw(out, method, path, self.query, |emit| {
+                    proxy::upstream_request_headers_raw(
+                        self.head.headers(),
+                        self.downstream,
+                        &self.routed.host,
+                        host.as_ref(),
+                        emit,
+                    )
+                }),
+            }
             tally.upstream_sent();
             // Usually the whole head fits the socket buffer at once: no timer needed.
             let written = match conn.stream.try_write(out) {

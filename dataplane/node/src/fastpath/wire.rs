@@ -19,12 +19,40 @@ pub struct RequestHead {
     pub method: Method,
     /// Request target.
     pub uri: Uri,
-    /// Headers (values share `raw`).
-    pub headers: HeaderMap,
     /// The client asked to close the connection after this request.
     pub close: bool,
     /// The head as received, for a hand-off to the general path.
     pub raw: Bytes,
+    /// Where each header's name and value are in `raw`.
+    spans: Vec<((usize, usize), (usize, usize))>,
+}
+
+impl RequestHead {
+    /// The headers as received, as (name, value) bytes.
+    pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
+        self.spans
+            .iter()
+            .map(|(name, value)| (&self.raw[name.0..name.1], &self.raw[value.0..value.1]))
+    }
+
+    /// The first `name` header's value.
+    pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The headers as a map (values share `raw`), for header-matching routes and plugins;
+    /// `None` when one is not acceptable to `http` (then the general path answers).
+    pub fn header_map(&self) -> Option<HeaderMap> {
+        let mut headers = HeaderMap::with_capacity(self.spans.len() + 8);
+        for (name, value) in &self.spans {
+            let name = HeaderName::from_bytes(&self.raw[name.0..name.1]).ok()?;
+            let value = HeaderValue::from_maybe_shared(self.raw.slice(value.0..value.1)).ok()?;
+            headers.append(name, value);
+        }
+        Some(headers)
+    }
 }
 
 /// Parses the request head at the start of `buf`. `Ok(None)`: not complete yet. `Err(raw)`:
@@ -51,9 +79,9 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, Bytes> {
     };
     let method = span(method.as_bytes());
     let path = span(path.as_bytes());
-    let mut spans = [((0, 0), (0, 0)); MAX_HEADERS];
+    let mut spans = Vec::with_capacity(req.headers.len());
     let mut close = false;
-    for (slot, h) in spans.iter_mut().zip(req.headers.iter()) {
+    for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let hands_off = name.eq_ignore_ascii_case(b"upgrade")
             || name.eq_ignore_ascii_case(b"expect")
@@ -68,33 +96,21 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, Bytes> {
                 .split(|b| *b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
         }
-        *slot = (span(name), span(h.value));
+        spans.push((span(name), span(h.value)));
     }
-    let count = req.headers.len();
     let raw = buf.split_to(len).freeze();
-    let bytes = |(start, end): (usize, usize)| &raw[start..end];
-    let Ok(method) = Method::from_bytes(bytes(method)) else {
+    let Ok(method) = Method::from_bytes(&raw[method.0..method.1]) else {
         return Err(raw);
     };
     let Ok(uri) = Uri::from_maybe_shared(raw.slice(path.0..path.1)) else {
         return Err(raw);
     };
-    let mut headers = HeaderMap::with_capacity(count + 8);
-    for (name, value) in &spans[..count] {
-        let Ok(name) = HeaderName::from_bytes(bytes(*name)) else {
-            return Err(raw);
-        };
-        let Ok(value) = HeaderValue::from_maybe_shared(raw.slice(value.0..value.1)) else {
-            return Err(raw);
-        };
-        headers.append(name, value);
-    }
     Ok(Some(RequestHead {
         method,
         uri,
-        headers,
         close,
         raw,
+        spans,
     }))
 }
 
@@ -122,14 +138,7 @@ pub fn write_request_head(
     host: Option<&HeaderValue>,
     headers: &HeaderMap,
 ) {
-    out.extend_from_slice(method.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(path.as_bytes());
-    if let Some(query) = query.filter(|q| !q.is_empty()) {
-        out.push(b'?');
-        out.extend_from_slice(query.as_bytes());
-    }
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+    request_line(out, method, path, query);
     match host {
         Some(host) => {
             push_header(out, b"host", host.as_bytes());
@@ -143,6 +152,31 @@ pub fn write_request_head(
         }
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The request head sent upstream (HTTP/1.1, no body) written from the client's headers
+/// as received ([`crate::proxy::upstream_request_headers_raw`] picks and adds headers).
+pub fn write_request_head_raw(
+    out: &mut Vec<u8>,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    emit_headers: impl FnOnce(&mut dyn FnMut(&[u8], &[u8])),
+) {
+    request_line(out, method, path, query);
+    emit_headers(&mut |name, value| push_header(out, name, value));
+    out.extend_from_slice(b"\r\n");
+}
+
+fn request_line(out: &mut Vec<u8>, method: &Method, path: &str, query: Option<&str>) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    if let Some(query) = query.filter(|q| !q.is_empty()) {
+        out.push(b'?');
+        out.extend_from_slice(query.as_bytes());
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
 }
 
 fn status_line(out: &mut Vec<u8>, status: StatusCode) {
@@ -264,8 +298,11 @@ mod tests {
         assert_eq!(head.method, Method::GET);
         assert_eq!(head.uri.path(), "/a/b");
         assert_eq!(head.uri.query(), Some("x=1"));
-        assert_eq!(head.headers["host"], "example.com");
-        assert_eq!(head.headers.get_all("x-two").iter().count(), 2);
+        assert_eq!(head.header(b"HOST"), Some(&b"example.com"[..]));
+        let map = head.header_map().expect("valid headers");
+        assert_eq!(map["host"], "example.com");
+        assert_eq!(map.get_all("x-two").iter().count(), 2);
+        assert_eq!(head.headers().count(), 3);
         assert!(!head.close);
         assert_eq!(&buf[..], b"GET /next");
     }
@@ -321,5 +358,82 @@ mod tests {
             String::from_utf8(out).expect("utf8"),
             "GET /p?q=1 HTTP/1.1\r\nhost: upstream:8080\r\nx-forwarded-for: 127.0.0.1\r\n\r\n"
         );
+    }
+
+    /// Both ways of writing the upstream head — from a header map edited by
+    /// `upstream_request_headers`, and from the bytes received by
+    /// `upstream_request_headers_raw` — send the same request.
+    #[test]
+    fn the_raw_and_the_header_map_upstream_heads_are_the_same_request() {
+        let downstream = crate::proxy::Downstream::new(
+            "192.0.2.7:50000".parse().expect("addr"),
+            8000,
+            false,
+            None,
+        );
+        let requests = [
+            "GET /a HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t\r\nAccept: */*\r\n\r\n",
+            "GET /b?x=1 HTTP/1.1\r\nHost: example.com:8080\r\nConnection: keep-alive, X-Custom\r\nX-Custom: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Connection: x\r\nX-Kept: yes\r\n\r\n",
+            "DELETE /c HTTP/1.1\r\nhost: Example.COM\r\nX-Forwarded-For: 10.0.0.1\r\nx-forwarded-for: 10.0.0.2\r\nX-Forwarded-Host: evil\r\nX-Real-IP: spoof\r\nX-Forwarded-Proto: https\r\nVia: 1.0 other\r\nContent-Length: 0\r\n\r\n",
+            "GET /d HTTP/1.1\r\nX-Forwarded-For:\r\nA: 1\r\na: 2\r\n\r\n",
+        ];
+        let lines = |out: &[u8]| {
+            let text = String::from_utf8(out.to_vec()).expect("utf8");
+            let mut lines: Vec<String> = text
+                .split("\r\n")
+                .skip(1)
+                .filter(|l| !l.is_empty())
+                .map(|l| {
+                    let (name, value) = l.split_once(": ").expect("header line");
+                    format!("{}: {value}", name.to_ascii_lowercase())
+                })
+                .collect();
+            lines.sort();
+            (text.lines().next().map(str::to_string), lines)
+        };
+        for text in requests {
+            let mut buf = BytesMut::from(text);
+            let head = parse_request(&mut buf)
+                .expect("fast path")
+                .expect("complete");
+            let request_host = head
+                .header(b"host")
+                .map(|h| String::from_utf8_lossy(h).into_owned())
+                .unwrap_or_default();
+            for host in [Some(HeaderValue::from_static("upstream:9000")), None] {
+                let mut map = head.header_map().expect("valid");
+                crate::proxy::upstream_request_headers(&mut map, &downstream, &request_host, false);
+                let mut via_map = Vec::new();
+                write_request_head(
+                    &mut via_map,
+                    &head.method,
+                    "/up",
+                    head.uri.query(),
+                    host.as_ref(),
+                    &map,
+                );
+                let mut via_raw = Vec::new();
+                write_request_head_raw(
+                    &mut via_raw,
+                    &head.method,
+                    "/up",
+                    head.uri.query(),
+                    |emit| {
+                        crate::proxy::upstream_request_headers_raw(
+                            head.headers(),
+                            &downstream,
+                            &request_host,
+                            host.as_ref(),
+                            emit,
+                        )
+                    },
+                );
+                assert_eq!(
+                    lines(&via_map),
+                    lines(&via_raw),
+                    "{text:?} with host {host:?}"
+                );
+            }
+        }
     }
 }
