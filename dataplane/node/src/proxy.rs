@@ -228,8 +228,6 @@ pub(crate) struct Routed<'c> {
     pub route_id: uuid::Uuid,
     /// The request's `Host` (or absolute-form authority).
     pub host: String,
-    /// The request path, as received.
-    pub path: String,
     /// The path sent upstream (strip_path and the service path applied).
     pub upstream_path: String,
     /// The route's `preserve_host`.
@@ -307,7 +305,6 @@ pub(crate) fn route<'c>(
         route_id: matched.route_id,
         upstream_path: upstream_path(path, &matched, service.path.as_deref()),
         preserve_host: matched.route.preserve_host,
-        path: path.to_string(),
         host,
     })
 }
@@ -332,7 +329,7 @@ pub(crate) fn access(
         headers,
         query: &mut query,
         client_ip: downstream.remote.ip(),
-        path: &routed.path,
+        path: uri.path(),
         scheme_is_https: downstream.https,
     });
     match outcome {

@@ -40,9 +40,10 @@ pub struct Tally {
     upstream: Duration,
     /// When the request in flight to an upstream was sent.
     upstream_since: Option<Instant>,
-    /// Both `None` when telemetry is off (nothing is counted or recorded) or once the
-    /// request was handed to its response body.
+    /// Request body bytes, once a body is counted (`None`: none so far, or telemetry off).
     bytes_in: Option<Arc<AtomicU64>>,
+    /// `None` when telemetry is off (nothing is counted or recorded) or once the request
+    /// was handed to its response body.
     gateway: Option<Arc<Gateway>>,
 }
 
@@ -60,7 +61,8 @@ impl Tally {
             consumer_id: None,
             upstream: Duration::ZERO,
             upstream_since: None,
-            bytes_in: enabled.then(|| Arc::new(AtomicU64::new(0))),
+            // Made when a request body is counted: most requests have none.
+            bytes_in: None,
             gateway: enabled.then(|| gateway.clone()),
         }
     }
@@ -82,10 +84,15 @@ impl Tally {
     }
 
     /// Wraps the request body so the bytes read from the client are counted.
-    pub fn count_request_body<B>(&self, body: B) -> CountingBody<B> {
+    pub fn count_request_body<B>(&mut self, body: B) -> CountingBody<B> {
+        let counter = self.gateway.is_some().then(|| {
+            self.bytes_in
+                .get_or_insert_with(|| Arc::new(AtomicU64::new(0)))
+                .clone()
+        });
         CountingBody {
             inner: body,
-            counter: self.bytes_in.clone(),
+            counter,
         }
     }
 
@@ -119,9 +126,8 @@ impl Tally {
 
     /// The record-to-be, taken out of the tally (so it is recorded once).
     fn pending(&mut self, status: u16) -> Option<Pending> {
-        let (Some(gateway), Some(bytes_in)) = (self.gateway.take(), self.bytes_in.take()) else {
-            return None;
-        };
+        let gateway = self.gateway.take()?;
+        let bytes_in = self.bytes_in.take();
         // A client that left mid-wait: the wait so far counts.
         self.upstream_done();
         Some(Pending {
@@ -222,7 +228,7 @@ struct Pending {
     gateway: Arc<Gateway>,
     started: Instant,
     upstream: Duration,
-    bytes_in: Arc<AtomicU64>,
+    bytes_in: Option<Arc<AtomicU64>>,
     bytes_out: u64,
     record: RequestRecord,
 }
@@ -236,7 +242,7 @@ impl Pending {
         record.latency_total_us = total;
         record.latency_upstream_us = upstream;
         record.latency_gateway_us = total.saturating_sub(upstream);
-        record.bytes_in = self.bytes_in.load(Relaxed);
+        record.bytes_in = self.bytes_in.map_or(0, |counted| counted.load(Relaxed));
         record.bytes_out = self.bytes_out;
         self.gateway.telemetry.record(record);
     }
