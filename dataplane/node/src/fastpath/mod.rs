@@ -384,7 +384,9 @@ impl Forward<'_> {
                     )
                 }),
             }
-            tally.upstream_sent();
+            // One clock read serves the telemetry wait and the read_timeout deadline.
+            let sent_at = std::time::Instant::now();
+            tally.upstream_sent_at(sent_at);
             // Usually the whole head fits the socket buffer at once: no timer needed.
             let written = match conn.stream.try_write(out) {
                 Ok(n) if n == out.len() => Ok(Ok(())),
@@ -412,7 +414,8 @@ impl Forward<'_> {
                             () = client_gone(io, buf) => Err(()),
                         }
                     };
-                    match timeout(service.read_timeout, read).await {
+                    let deadline = Instant::from_std(sent_at + service.read_timeout);
+                    match tokio::time::timeout_at(deadline, read).await {
                         Ok(Ok(head)) => head.map_err(Some),
                         // The client hung up: dropping the tally records a 499.
                         Ok(Err(())) => return Next::Close,
@@ -420,13 +423,15 @@ impl Forward<'_> {
                     }
                 }
             };
-            tally.upstream_done();
+            let answered_at = std::time::Instant::now();
+            tally.upstream_done_at(answered_at);
             match outcome {
                 Ok(head) => {
                     let relay = Relay {
                         forward: &self,
                         target: &target,
                         address,
+                        answered_at,
                     };
                     return relay.run(io, out, conn, head, answer, tally).await;
                 }
@@ -483,6 +488,8 @@ struct Relay<'a> {
     forward: &'a Forward<'a>,
     target: &'a Target<'a>,
     address: &'a str,
+    /// When the response head arrived.
+    answered_at: std::time::Instant,
 }
 
 impl Relay<'_> {
@@ -525,9 +532,8 @@ impl Relay<'_> {
                 .filter(|(name, _)| !(chunked && name.eq_ignore_ascii_case(b"content-length")));
             wire::write_relayed_head(out, status, headers, head.has_date, chunked, close);
         }
-        gateway
-            .metrics
-            .record(status.as_u16(), answer.start.elapsed());
+        let latency = self.answered_at.saturating_duration_since(answer.start);
+        gateway.metrics.record(status.as_u16(), latency);
         let mut record = tally.respond(status.as_u16());
         let read_timeout = forward.routed.service.read_timeout;
         let relayed = relay_body(io, out, &mut conn, framing, read_timeout, &mut record).await;

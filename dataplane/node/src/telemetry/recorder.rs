@@ -75,6 +75,20 @@ impl Tally {
         }
     }
 
+    /// [`Self::upstream_sent`] at a time the caller read.
+    pub fn upstream_sent_at(&mut self, at: Instant) {
+        if self.gateway.is_some() {
+            self.upstream_since = Some(at);
+        }
+    }
+
+    /// [`Self::upstream_done`] at a time the caller read.
+    pub fn upstream_done_at(&mut self, at: Instant) {
+        if let Some(since) = self.upstream_since.take() {
+            self.upstream += at.saturating_duration_since(since);
+        }
+    }
+
     /// The upstream answered (or failed): the wait is added to the upstream latency, which
     /// sums all attempts.
     pub fn upstream_done(&mut self) {
