@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::{
-    binary, eventually, free_port, http, kill_hard, spawn_logged, DpCredentials, JoinCredentials,
+    binary, eventually, free_port, http, kill_hard, spawn_logged, try_spawn_logged, DpCredentials,
+    JoinCredentials,
 };
 
 /// How to start a data plane.
@@ -46,8 +47,39 @@ impl DataPlaneProcess {
     /// Writes the settings and starts the node; waits until its status listener answers.
     pub async fn start(options: DataPlaneOptions) -> Self {
         let mut dp = Self::prepare(options);
-        dp.launch().await;
+        // The ports were free a moment ago; when a parallel test's connection took one in
+        // between, the node exits saying so, and it is started again on fresh ports.
+        for attempt in 1.. {
+            match dp.try_launch().await {
+                Ok(()) => break,
+                Err(log) if attempt < 3 && log.contains("Address already in use") => {
+                    dp.move_to_fresh_ports()
+                }
+                Err(log) => panic!("the data plane exited before it was ready; its log:\n{log}"),
+            }
+        }
         dp
+    }
+
+    /// Rewrites the settings with newly picked proxy and status ports.
+    fn move_to_fresh_ports(&mut self) {
+        let (proxy, status) = (free_port(), free_port());
+        let toml = std::fs::read_to_string(self.conf_path()).expect("read dp.toml");
+        let toml = toml
+            .replace(&self.proxy.to_string(), &proxy.to_string())
+            .replace(&self.status.to_string(), &status.to_string());
+        std::fs::write(self.conf_path(), toml).expect("rewrite dp.toml");
+        (self.proxy, self.status) = (proxy, status);
+    }
+
+    async fn try_launch(&mut self) -> Result<(), String> {
+        let mut cmd = Command::new(binary("fleetgate-dp"));
+        cmd.arg("--conf").arg(self.conf_path());
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        let ready = format!("http://{}/status", self.status);
+        let child = try_spawn_logged(&mut cmd, &self.log_path(), &ready, "the data plane").await?;
+        self.child = Some(child);
+        Ok(())
     }
 
     /// Writes the settings and runs the node until it exits by itself (at most `timeout`):

@@ -84,12 +84,28 @@ pub async fn spawn_logged(
     ready_url: &str,
     what: &str,
 ) -> std::process::Child {
+    match try_spawn_logged(cmd, log, ready_url, what).await {
+        Ok(child) => child,
+        Err(log) => panic!("{what} exited before answering {ready_url}; its log:\n{log}"),
+    }
+}
+
+/// [`spawn_logged`], except that a process that exits before it is ready is reported with
+/// its log (`Err`) instead of being waited for until the timeout: so a caller can tell a
+/// port taken in the meantime (see [`free_port`]) from a real failure, and retry.
+pub async fn try_spawn_logged(
+    cmd: &mut std::process::Command,
+    log: &std::path::Path,
+    ready_url: &str,
+    what: &str,
+) -> Result<std::process::Child, String> {
+    let log_path = log.to_path_buf();
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap_or_else(|e| panic!("open the log of {what}: {e}"));
-    let child = cmd
+    let mut child = cmd
         .env("RUST_LOG", "info")
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().expect("clone the log handle"))
@@ -97,23 +113,31 @@ pub async fn spawn_logged(
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
     let client = http();
-    eventually(
+    let outcome = eventually(
         Duration::from_secs(30),
         &format!("{what} to answer {ready_url}"),
         || {
+            let exited = child.try_wait().ok().flatten().is_some();
             let request = client.get(ready_url);
             async move {
+                if exited {
+                    return Some(false);
+                }
                 request
                     .send()
                     .await
                     .ok()
                     .filter(|r| r.status().is_success())
-                    .map(|_| ())
+                    .map(|_| true)
             }
         },
     )
     .await;
-    child
+    if outcome {
+        Ok(child)
+    } else {
+        Err(std::fs::read_to_string(&log_path).unwrap_or_default())
+    }
 }
 
 /// Sends a SIGKILL-like stop: used where a test wants the crash, not a clean shutdown.
