@@ -361,7 +361,7 @@ impl Store {
         let node = batch.node_id.to_string();
         let api_calls_by_day = std::mem::take(&mut batch.api_calls_by_day);
         let org = batch.organization_id.to_string();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO telemetry_batches (node_id, seq, control_plane_id, received_at, records, \
              dropped) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (node_id, seq) DO NOTHING",
@@ -524,7 +524,7 @@ impl Store {
         let Some(source) = target.source() else {
             return Ok(0);
         };
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         // Taken first: one rebuild at a time (the write lock on SQLite, a row lock shared by
         // every replica on PostgreSQL).
         sqlx::query("UPDATE analytics_rollup_lock SET last_run = $1 WHERE id = 1")

@@ -175,7 +175,7 @@ impl Store {
         id: Uuid,
         update: ControlPlaneUpdate,
     ) -> StoreResult<ControlPlaneRecord> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM control_planes WHERE organization_id = $1 AND id = $2"
         ))
@@ -225,7 +225,7 @@ impl Store {
 
     /// Deletes a control plane with its whole gateway config.
     pub async fn delete_control_plane(&self, org: Uuid, id: Uuid) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let cp = id.to_string();
         // Its cloud-gateway nodes must be gone first, or they would be orphaned.
         let cloud = sqlx::query(

@@ -170,7 +170,7 @@ impl Store {
         control_plane_id: Uuid,
         new: NewDpCertificate,
     ) -> StoreResult<DpCertificateRecord> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         check_control_plane(&mut tx, org, control_plane_id).await?;
         let record = insert(&mut tx, control_plane_id, new).await?;
         tx.commit().await?;
@@ -231,7 +231,7 @@ impl Store {
         control_plane_id: Uuid,
         id: Uuid,
     ) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         check_control_plane(&mut tx, org, control_plane_id).await?;
         let done = sqlx::query(
             "DELETE FROM dp_client_certificates WHERE control_plane_id = $1 AND id = $2",
@@ -289,7 +289,7 @@ impl Store {
         certificate: NewDpCertificate,
         key_pem: &str,
     ) -> StoreResult<ControlPlaneCa> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         check_control_plane(&mut tx, org, control_plane_id).await?;
         let record = insert(&mut tx, control_plane_id, certificate).await?;
         let result = sqlx::query(

@@ -474,7 +474,7 @@ impl Store {
         cp: Uuid,
         write: EntityWrite,
     ) -> StoreResult<EntityRecord> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         bump_version(&mut tx, org, cp).await?;
         if fetch_record(&mut tx, cp, write.kind, write.id)
             .await?
@@ -504,7 +504,7 @@ impl Store {
         cp: Uuid,
         write: EntityWrite,
     ) -> StoreResult<(EntityRecord, bool)> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         bump_version(&mut tx, org, cp).await?;
         let existing = fetch_record(&mut tx, cp, write.kind, write.id).await?;
         let record = write_entity(&mut tx, cp, &write, existing.as_ref()).await?;
@@ -522,7 +522,7 @@ impl Store {
         cp: Uuid,
         write: EntityWrite,
     ) -> StoreResult<EntityRecord> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         bump_version(&mut tx, org, cp).await?;
         let Some(existing) = fetch_record(&mut tx, cp, write.kind, write.id).await? else {
             return Err(StoreError::NotFound(format!(
@@ -546,7 +546,7 @@ impl Store {
         kind: EntityKind,
         id: Uuid,
     ) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         bump_version(&mut tx, org, cp).await?;
         if fetch_record(&mut tx, cp, kind, id).await?.is_none() {
             return Err(StoreError::NotFound(format!("{} {id}", kind.singular())));
@@ -624,7 +624,7 @@ impl Store {
         cp: Uuid,
         writes: Vec<EntityWrite>,
     ) -> StoreResult<i64> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         bump_version(&mut tx, org, cp).await?;
         let cp_s = cp.to_string();
         for table in ["entity_references", "entity_unique_keys", "core_entities"] {

@@ -153,7 +153,7 @@ impl Store {
             expires_at: now.saturating_add(ttl),
             used_at: None,
         };
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         check_control_plane(&mut tx, org, control_plane_id).await?;
         sqlx::query(
             "INSERT INTO dp_join_tokens (id, organization_id, control_plane_id, token_hash, \
@@ -193,7 +193,7 @@ impl Store {
         token: &str,
         certificate_fingerprint: &str,
     ) -> StoreResult<Result<JoinTokenRecord, JoinTokenRefusal>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let redeemed = redeem(&mut tx, token, certificate_fingerprint, self.clock().now()).await?;
         if redeemed.is_ok() {
             tx.commit().await?;
@@ -211,7 +211,7 @@ impl Store {
         token: &str,
         certificate: NewDpCertificate,
     ) -> StoreResult<Result<(JoinTokenRecord, DpCertificateRecord), JoinTokenRefusal>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let record = match redeem(
             &mut tx,
             token,

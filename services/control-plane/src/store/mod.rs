@@ -207,6 +207,20 @@ impl Store {
         &self.pool
     }
 
+    /// Starts a transaction that will write. On SQLite it takes the write lock at `BEGIN`
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that read first and then writes while
+    /// another connection wrote meanwhile (a reconcile pass, heartbeats, the purge task)
+    /// fails at once with "database is locked", because SQLite cannot wait for that
+    /// upgrade; taking the lock up front makes it wait (`busy_timeout`) instead.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// Closes every connection (used on shutdown and by tests).
     pub async fn close(&self) {
         self.pool.close().await;

@@ -163,7 +163,7 @@ impl Store {
     /// Heartbeats of many nodes in one transaction (see `cluster::heartbeats`, which orders
     /// them before a session's "disconnected").
     pub async fn record_node_heartbeats(&self, beats: &[NodeHeartbeat]) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         for beat in beats {
             sqlx::query(
                 "UPDATE nodes SET last_ping = $1, config_hash = $2, connected = 1, updated_at = $1, \

@@ -128,7 +128,7 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO portals (id, organization_id, name, description, published, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -183,7 +183,7 @@ impl Store {
         update: PortalUpdate,
     ) -> StoreResult<PortalRecord> {
         let now = self.clock().now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         // Claim the row first: on PostgreSQL this row lock orders concurrent publish/unpublish
         // calls of one portal, so the publication history cannot get two open intervals.
         let claimed = sqlx::query(
@@ -228,7 +228,7 @@ impl Store {
     /// Deletes a portal; a published one stops counting at this second.
     pub async fn delete_portal(&self, org: Uuid, id: Uuid) -> StoreResult<()> {
         let now = self.clock().now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM portals WHERE organization_id = $1 AND id = $2")
             .bind(org.to_string())
             .bind(id.to_string())

@@ -250,7 +250,7 @@ impl Store {
     ) -> StoreResult<(ConfigurationRecord, bool)> {
         let now = self.clock().now();
         let cp = desired.control_plane_id.to_string();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         // Locks the control plane: concurrent PUTs for it queue here, and it cannot be deleted
         // meanwhile.
         let claimed = sqlx::query(
@@ -404,7 +404,7 @@ impl Store {
     /// the reconciler removes the nodes and then the rows.
     pub async fn delete_configuration(&self, org: Uuid, id: Uuid) -> StoreResult<()> {
         let now = self.clock().now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE cloud_configurations SET deleted_at = $1, updated_at = $2 \
              WHERE organization_id = $3 AND id = $4 AND deleted_at IS NULL",

@@ -148,7 +148,7 @@ impl Store {
     pub async fn create_network(&self, org: Uuid, new: NewNetwork) -> StoreResult<NetworkRecord> {
         let now = self.clock().now();
         let id = Uuid::new_v4();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let account = sqlx::query(
             "SELECT id FROM cloud_provider_accounts WHERE organization_id = $1 AND id = $2",
         )
@@ -224,7 +224,7 @@ impl Store {
         name: &str,
     ) -> StoreResult<NetworkRecord> {
         let now = self.clock().now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE cloud_networks SET name = $1, updated_at = $2 \
              WHERE organization_id = $3 AND id = $4",
@@ -250,7 +250,7 @@ impl Store {
     /// terminating is a no-op.
     pub async fn delete_network(&self, org: Uuid, id: Uuid) -> StoreResult<()> {
         let now = self.clock().now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         // Under this lock a configuration PUT or transit-gateway create cannot start using
         // the network between the checks below and the state change.
         let claimed = sqlx::query(

@@ -160,7 +160,7 @@ impl Store {
     /// Deletes a provider account; refused while any network (even a terminating one, whose
     /// resources still live in the account) uses it.
     pub async fn delete_provider_account(&self, org: Uuid, id: Uuid) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let claimed = sqlx::query(
             "UPDATE cloud_provider_accounts SET updated_at = updated_at \
              WHERE organization_id = $1 AND id = $2",

@@ -126,7 +126,7 @@ impl Store {
         reason: Option<&str>,
     ) -> StoreResult<bool> {
         let now = self.clock().now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let found = sqlx::query(&format!(
             "UPDATE {} SET {} = $1 WHERE id = $2",
             resource.table(),
@@ -251,7 +251,7 @@ impl Store {
     /// Removes a dataplane group whose nodes are gone, and its configuration too when that
     /// was deleted and this was its last group. Answers whether the group was removed.
     pub async fn remove_dataplane_group(&self, id: Uuid) -> StoreResult<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT configuration_id FROM cloud_dataplane_groups WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)

@@ -205,7 +205,7 @@ impl Store {
     ) -> StoreResult<TransitGatewayRecord> {
         let now = self.clock().now();
         let id = Uuid::new_v4();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let network = usable_network(&mut tx, org, network_id).await?;
         let cidrs = checked_cidrs(&mut tx, &network, id, &new.cidr_blocks).await?;
         sqlx::query(
@@ -296,7 +296,7 @@ impl Store {
         cidr_blocks: &[String],
     ) -> StoreResult<TransitGatewayRecord> {
         let now = self.clock().now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let network = usable_network(&mut tx, org, network_id).await?;
         let current = fetch(&mut tx, org, network_id, id).await?;
         if current.state.as_str() == TERMINATING || current.state.as_str() == TERMINATED {
