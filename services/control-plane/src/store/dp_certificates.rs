@@ -137,29 +137,25 @@ pub(super) async fn insert(
     }
 }
 
-/// Fails with "not found" unless the control plane belongs to the organisation; takes the
-/// control plane's write lock for the rest of the transaction.
+/// Fails with "not found" unless the control plane belongs to the organisation. (Callers
+/// run it in a [`Store::begin_write`] transaction, which on SQLite already holds the write
+/// lock, so the write that follows cannot fail on a concurrent writer.)
 pub(super) async fn check_control_plane(
     conn: &mut sqlx::AnyConnection,
     org: Uuid,
     control_plane_id: Uuid,
 ) -> StoreResult<()> {
-    // A no-op update rather than a SELECT: every caller writes next, and taking the write
-    // lock first means a concurrent writer (the purge task, a heartbeat batch) makes this wait
-    // instead of failing the later write with a busy snapshot on SQLite.
-    let done = sqlx::query(
-        "UPDATE control_planes SET updated_at = updated_at WHERE organization_id = $1 AND id = $2",
-    )
-    .bind(org.to_string())
-    .bind(control_plane_id.to_string())
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound(format!(
+    let row = sqlx::query("SELECT id FROM control_planes WHERE organization_id = $1 AND id = $2")
+        .bind(org.to_string())
+        .bind(control_plane_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    match row {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound(format!(
             "control plane {control_plane_id}"
-        )));
+        ))),
     }
-    Ok(())
 }
 
 impl Store {
