@@ -150,19 +150,42 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Whether a header `name` is hop-by-hop, for a message whose `Connection` headers list
-/// `connection` (the comma-separated tokens of all of them).
-pub(crate) fn is_hop_by_hop(name: &[u8], connection: &[&[u8]]) -> bool {
-    // The lengths of the HOP_BY_HOP names: most headers are rejected by length alone.
-    let maybe_listed = matches!(name.len(), 2 | 7 | 10 | 16 | 17);
-    (maybe_listed
-        && HOP_BY_HOP
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes())))
-        || connection
-            .iter()
-            .flat_map(|value| value.split(|b| *b == b','))
-            .any(|token| token.trim_ascii().eq_ignore_ascii_case(name))
+/// The hop-by-hop headers of a message whose headers are (name, value) bytes as received:
+/// [`HOP_BY_HOP`] and whatever its `Connection` headers name (the first four of those).
+pub(crate) struct HopByHop<'h> {
+    connection: [&'h [u8]; 4],
+    listed: usize,
+}
+
+impl<'h> HopByHop<'h> {
+    /// Reads the `Connection` headers of `headers`.
+    pub(crate) fn of(headers: impl Iterator<Item = (&'h [u8], &'h [u8])>) -> Self {
+        let mut hop_by_hop = Self {
+            connection: [b""; 4],
+            listed: 0,
+        };
+        for (name, value) in headers {
+            if name.eq_ignore_ascii_case(b"connection") && hop_by_hop.listed < 4 {
+                hop_by_hop.connection[hop_by_hop.listed] = value;
+                hop_by_hop.listed += 1;
+            }
+        }
+        hop_by_hop
+    }
+
+    /// Whether a header `name` is hop-by-hop in this message.
+    pub(crate) fn contains(&self, name: &[u8]) -> bool {
+        // The lengths of the HOP_BY_HOP names: most headers are rejected by length alone.
+        let maybe_listed = matches!(name.len(), 2 | 7 | 10 | 16 | 17);
+        (maybe_listed
+            && HOP_BY_HOP
+                .iter()
+                .any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes())))
+            || self.connection[..self.listed]
+                .iter()
+                .flat_map(|value| value.split(|b| *b == b','))
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(name))
+    }
 }
 
 fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -663,14 +686,19 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
+/// `X-Forwarded-For` for a request that already carried `prior`: the client appended.
+fn forwarded_for(prior: &[u8], client_ip: &[u8]) -> Vec<u8> {
+    let mut joined = Vec::with_capacity(prior.len() + 2 + client_ip.len());
+    joined.extend_from_slice(prior);
+    joined.extend_from_slice(b", ");
+    joined.extend_from_slice(client_ip);
+    joined
+}
+
 fn add_forwarded_headers(headers: &mut HeaderMap, downstream: &Downstream, host: &str) {
     let xff = match headers.get(X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
         Some(prior) if !prior.is_empty() => {
-            let mut joined = Vec::with_capacity(prior.len() + 2 + downstream.client_ip.len());
-            joined.extend_from_slice(prior);
-            joined.extend_from_slice(b", ");
-            joined.extend_from_slice(downstream.client_ip.as_bytes());
-            HeaderValue::from_bytes(&joined).ok()
+            HeaderValue::from_bytes(&forwarded_for(prior, downstream.client_ip.as_bytes())).ok()
         }
         _ => Some(downstream.client_ip.clone()),
     };
@@ -713,18 +741,11 @@ pub(crate) fn upstream_request_headers_raw<'h>(
     host: Option<&HeaderValue>,
     mut emit: impl FnMut(&[u8], &[u8]),
 ) {
-    const MAX_CONNECTION_HEADERS: usize = 4;
-    let mut connection: [&[u8]; MAX_CONNECTION_HEADERS] = [b""; MAX_CONNECTION_HEADERS];
-    let mut listed = 0;
-    let mut prior_xff: Option<&[u8]> = None;
-    for (name, value) in headers.clone() {
-        if name.eq_ignore_ascii_case(b"connection") && listed < MAX_CONNECTION_HEADERS {
-            connection[listed] = value;
-            listed += 1;
-        } else if prior_xff.is_none() && name.eq_ignore_ascii_case(b"x-forwarded-for") {
-            prior_xff = Some(value);
-        }
-    }
+    let hop_by_hop = HopByHop::of(headers.clone());
+    let prior_xff = headers
+        .clone()
+        .find(|(name, _)| name.eq_ignore_ascii_case(b"x-forwarded-for"))
+        .map(|(_, value)| value);
     if let Some(host) = host {
         emit(b"host", host.as_bytes());
     }
@@ -733,19 +754,16 @@ pub(crate) fn upstream_request_headers_raw<'h>(
             .iter()
             .any(|f| name.eq_ignore_ascii_case(f.as_str().as_bytes()))
             || (host.is_some() && name.eq_ignore_ascii_case(b"host"));
-        if !replaced && !is_hop_by_hop(name, &connection[..listed]) {
+        if !replaced && !hop_by_hop.contains(name) {
             emit(name, value);
         }
     }
     let client_ip = downstream.client_ip.as_bytes();
     match prior_xff {
-        Some(prior) if !prior.is_empty() => {
-            let mut joined = Vec::with_capacity(prior.len() + 2 + client_ip.len());
-            joined.extend_from_slice(prior);
-            joined.extend_from_slice(b", ");
-            joined.extend_from_slice(client_ip);
-            emit(X_FORWARDED_FOR.as_str().as_bytes(), &joined);
-        }
+        Some(prior) if !prior.is_empty() => emit(
+            X_FORWARDED_FOR.as_str().as_bytes(),
+            &forwarded_for(prior, client_ip),
+        ),
         _ => emit(X_FORWARDED_FOR.as_str().as_bytes(), client_ip),
     }
     let proto: &[u8] = if downstream.https { b"https" } else { b"http" };

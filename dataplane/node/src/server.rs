@@ -144,7 +144,7 @@ pub async fn serve_status(
 
 /// Resolves once shutdown is signalled (the watch guard is dropped before returning, so the
 /// future stays `Send`).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 

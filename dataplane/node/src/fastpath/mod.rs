@@ -30,6 +30,7 @@ use crate::balancer::Outcome;
 use crate::gateway::{CompiledConfig, Gateway};
 use crate::metrics::UpstreamError;
 use crate::proxy::{self, Downstream, ProxyBody, Routed, Target, BAD_RESPONSE, TIMED_OUT};
+use crate::server::stopped;
 use crate::telemetry::{ResponseRecord, Tally};
 use framing::{ChunkedScanner, Framing};
 use rewind::Rewind;
@@ -86,9 +87,7 @@ where
                     Err(raw) => return Some(Rewind::new(join(raw, buf), io)),
                 }
             }
-            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-                buf.reserve(READ_CHUNK);
-            }
+            wire::make_room(&mut buf, READ_CHUNK);
             let read = tokio::select! {
                 biased;
                 read = io.read_buf(&mut buf) => read,
@@ -139,10 +138,6 @@ async fn close_lingering<I: AsyncRead + AsyncWrite + Unpin>(io: &mut I) {
     let _ = timeout(LINGER_TIMEOUT, drain).await;
 }
 
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|s| *s).await;
-}
-
 fn join(raw: Bytes, rest: BytesMut) -> Bytes {
     if rest.is_empty() {
         return raw;
@@ -168,7 +163,7 @@ where
     let start = std::time::Instant::now();
     let config = gateway.current();
     let mut tally = Tally::start(gateway, start, config.control_plane_id);
-    let mut answer = Answer {
+    let answer = Answer {
         gateway,
         start,
         head_request: head.method == Method::HEAD,
@@ -183,9 +178,9 @@ where
     // is written from the bytes received (`proxy::upstream_request_headers_raw`).
     let mut headers = None;
     if config.router.uses_headers() || !config.plugins.is_empty() {
-        let Some(map) = head.header_map() else {
+        let Some(map) = head.headers.to_map() else {
             tally.forget();
-            return Next::Handoff(head.raw);
+            return Next::Handoff(head.headers.raw);
         };
         headers = Some(map);
     }
@@ -195,7 +190,7 @@ where
         downstream,
         &head.method,
         &head.uri,
-        head.header(b"host"),
+        head.headers.get(b"host"),
         headers.as_ref().unwrap_or(&no_headers),
         &mut tally,
     ) {
@@ -204,7 +199,7 @@ where
     };
     if routed.service.protocol != Protocol::Http {
         tally.forget();
-        return Next::Handoff(head.raw);
+        return Next::Handoff(head.headers.raw);
     }
     let mut plugin_ctx = PluginContext::default();
     let mut edited_query = None;
@@ -250,7 +245,7 @@ struct Answer<'g> {
 impl Answer<'_> {
     /// A complete local answer (an error, a plugin's answer, a redirect).
     async fn local<I>(
-        &mut self,
+        &self,
         io: &mut I,
         out: &mut Vec<u8>,
         tally: Tally,
@@ -281,7 +276,7 @@ impl Answer<'_> {
     }
 
     async fn json_error<I>(
-        &mut self,
+        &self,
         io: &mut I,
         out: &mut Vec<u8>,
         tally: Tally,
@@ -320,7 +315,7 @@ impl Forward<'_> {
         io: &mut I,
         buf: &mut BytesMut,
         out: &mut Vec<u8>,
-        mut answer: Answer<'_>,
+        answer: Answer<'_>,
         mut tally: Tally,
     ) -> Next
     where
@@ -376,7 +371,7 @@ impl Forward<'_> {
                 }
                 None => wire::write_request_head_raw(out, method, path, self.query, |emit| {
                     proxy::upstream_request_headers_raw(
-                        self.head.headers(),
+                        self.head.headers.iter(),
                         self.downstream,
                         &self.routed.host,
                         host.as_ref(),
@@ -473,9 +468,7 @@ async fn client_gone<I: AsyncRead + Unpin>(io: &mut I, buf: &mut BytesMut) {
             // Enough is queued; stop reading (the client is clearly still there).
             std::future::pending::<()>().await;
         }
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
+        wire::make_room(buf, READ_CHUNK);
         match io.read_buf(buf).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
@@ -499,7 +492,7 @@ impl Relay<'_> {
         out: &mut Vec<u8>,
         mut conn: UpstreamConn,
         head: upstream::ResponseHead,
-        mut answer: Answer<'_>,
+        answer: Answer<'_>,
         tally: Tally,
     ) -> Next
     where
@@ -517,7 +510,7 @@ impl Relay<'_> {
         let chunked = framing == Framing::Chunked;
         out.clear();
         if forward.plugin_ctx.has_response_phase() {
-            let Ok(mut headers) = conn.header_map() else {
+            let Some(mut headers) = conn.head.to_map() else {
                 gateway.metrics.upstream_error(UpstreamError::Protocol);
                 return answer.json_error(io, out, tally, BAD_RESPONSE).await;
             };
@@ -528,7 +521,8 @@ impl Relay<'_> {
             wire::write_response_head(out, status, &headers, chunked, close);
         } else {
             let headers = conn
-                .headers()
+                .head
+                .iter()
                 .filter(|(name, _)| !(chunked && name.eq_ignore_ascii_case(b"content-length")));
             wire::write_relayed_head(out, status, headers, head.has_date, chunked, close);
         }

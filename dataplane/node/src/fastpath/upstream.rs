@@ -6,18 +6,17 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use std::mem::MaybeUninit;
-
-use bytes::{Bytes, BytesMut};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use bytes::BytesMut;
 use http::{Method, StatusCode};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::framing::{response_framing, Framing};
+use super::wire::{make_room, span, RawHeaders};
 
 /// Idle connections kept per upstream address and worker.
 const MAX_IDLE_PER_ADDRESS: usize = 512;
@@ -34,10 +33,8 @@ const MAX_HEADERS: usize = 128;
 const READ_CHUNK: usize = 16 * 1024;
 
 struct Idle {
-    stream: TcpStream,
-    buf: BytesMut,
-    /// Kept so a reused connection does not allocate it again.
-    spans: Vec<(Span, Span)>,
+    /// Kept whole, buffers included, so a reused connection allocates nothing again.
+    conn: UpstreamConn,
     /// The pool's sweep count when it was returned.
     since_sweep: u64,
 }
@@ -61,9 +58,8 @@ pub struct UpstreamConn {
     /// Taken from the pool: a failure before any answer may be a keep-alive race (the
     /// upstream closed it as it was reused), not a sign the upstream is down.
     pub reused: bool,
-    /// The last response head read, and where its headers are in it.
-    head: Bytes,
-    spans: Vec<(Span, Span)>,
+    /// The last response head read.
+    pub head: RawHeaders,
 }
 
 /// A pooled connection to `address` that is still open, if any.
@@ -71,20 +67,15 @@ pub fn checkout(address: &str) -> Option<UpstreamConn> {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         let idle = pool.by_address.get_mut(address)?;
-        while let Some(entry) = idle.pop() {
+        while let Some(Idle { mut conn, .. }) = idle.pop() {
             // An idle connection has nothing to read; EOF, data or an error mean the
             // upstream closed or broke it. (This costs no syscall unless the event loop saw
             // the socket become readable; WouldBlock also clears that readiness.)
             let mut probe = [0u8; 1];
-            if matches!(entry.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            if matches!(conn.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
             {
-                return Some(UpstreamConn {
-                    stream: entry.stream,
-                    buf: entry.buf,
-                    reused: true,
-                    head: Bytes::new(),
-                    spans: entry.spans,
-                });
+                conn.reused = true;
+                return Some(conn);
             }
         }
         None
@@ -92,17 +83,17 @@ pub fn checkout(address: &str) -> Option<UpstreamConn> {
 }
 
 /// Returns a connection whose last response was read completely.
-pub fn checkin(address: &str, conn: UpstreamConn) {
+pub fn checkin(address: &str, mut conn: UpstreamConn) {
     if !conn.buf.is_empty() {
         // Bytes beyond the response: the upstream is out of step with us.
         return;
     }
+    // The old head shares the read buffer's memory; let the buffer have it back.
+    conn.head.raw = bytes::Bytes::new();
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         let idle = Idle {
-            stream: conn.stream,
-            buf: conn.buf,
-            spans: conn.spans,
+            conn,
             since_sweep: pool.sweeps,
         };
         match pool.by_address.get_mut(address) {
@@ -129,11 +120,6 @@ pub fn sweep() {
     });
 }
 
-/// Idle connections in this worker's pool (for tests).
-pub fn idle_count(address: &str) -> usize {
-    POOL.with(|pool| pool.borrow().by_address.get(address).map_or(0, Vec::len))
-}
-
 /// Opens a new connection within `timeout` (names are resolved by the system resolver).
 pub async fn connect(host: &str, port: u16, timeout: Duration) -> io::Result<UpstreamConn> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
@@ -152,8 +138,7 @@ pub async fn connect(host: &str, port: u16, timeout: Duration) -> io::Result<Ups
         stream,
         buf: BytesMut::with_capacity(READ_CHUNK),
         reused: false,
-        head: Bytes::new(),
-        spans: Vec::with_capacity(16),
+        head: RawHeaders::default(),
     })
 }
 
@@ -187,15 +172,10 @@ pub struct ResponseHead {
     pub has_date: bool,
 }
 
-/// Where one header's name and value are in the head.
-type Span = (usize, usize);
-
 impl UpstreamConn {
     /// Reads more bytes into the buffer; `Ok(0)` at EOF.
     pub async fn fill(&mut self) -> io::Result<usize> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-            self.buf.reserve(READ_CHUNK);
-        }
+        make_room(&mut self.buf, READ_CHUNK);
         self.stream.read_buf(&mut self.buf).await
     }
 
@@ -246,14 +226,9 @@ impl UpstreamConn {
             .code
             .and_then(|c| StatusCode::from_u16(c).ok())
             .ok_or(HeadError::Invalid("status"))?;
-        let base = self.buf.as_ptr() as usize;
-        let span = |s: &[u8]| {
-            let start = s.as_ptr() as usize - base;
-            (start, start + s.len())
-        };
         let mut close = response.version != Some(1);
         let mut has_date = false;
-        self.spans.clear();
+        self.head.spans.clear();
         for h in response.headers.iter() {
             let name = h.name.as_bytes();
             if name.eq_ignore_ascii_case(b"connection") {
@@ -266,7 +241,8 @@ impl UpstreamConn {
                 }
             }
             has_date |= name.eq_ignore_ascii_case(b"date");
-            self.spans.push((span(name), span(h.value)));
+            let name_span = span(&self.buf, name);
+            self.head.spans.push((name_span, span(&self.buf, h.value)));
         }
         let framing = response_framing(
             method,
@@ -276,33 +252,12 @@ impl UpstreamConn {
                 .iter()
                 .map(|h| (h.name.as_bytes(), h.value)),
         );
-        self.head = self.buf.split_to(len).freeze();
+        self.head.raw = self.buf.split_to(len).freeze();
         Ok(Some(ResponseHead {
             status,
             keep_alive: !close,
             framing,
             has_date,
         }))
-    }
-
-    /// The headers of the last response head read, as received.
-    pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
-        self.spans
-            .iter()
-            .map(|(name, value)| (&self.head[name.0..name.1], &self.head[value.0..value.1]))
-    }
-
-    /// The same headers as a map (values share the head's bytes), for the plugins'
-    /// response phase.
-    pub fn header_map(&self) -> Result<HeaderMap, HeadError> {
-        let mut map = HeaderMap::with_capacity(self.spans.len() + 4);
-        for (name, value) in &self.spans {
-            let name = HeaderName::from_bytes(&self.head[name.0..name.1])
-                .map_err(|_| HeadError::Invalid("header name"))?;
-            let value = HeaderValue::from_maybe_shared(self.head.slice(value.0..value.1))
-                .map_err(|_| HeadError::Invalid("header value"))?;
-            map.append(name, value);
-        }
-        Ok(map)
     }
 }

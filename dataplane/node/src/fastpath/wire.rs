@@ -9,8 +9,66 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri};
 
+use crate::proxy::HopByHop;
+
 /// Headers accepted in one request head on the fast path (more go to the general path).
 const MAX_HEADERS: usize = 100;
+
+/// Makes room for a read of about `chunk` bytes into `buf` (reusing its memory when nothing
+/// else holds it).
+pub(super) fn make_room(buf: &mut BytesMut, chunk: usize) {
+    if buf.capacity() - buf.len() < chunk / 4 {
+        buf.reserve(chunk);
+    }
+}
+
+/// Where one part of a head is: a byte range of it.
+pub(super) type Span = (usize, usize);
+
+/// Where `part`, a slice of the buffer starting at `base`, lies in that buffer (httparse
+/// hands out slices; the fast path keeps ranges so the head can be frozen and shared).
+pub(super) fn span(base: &[u8], part: &[u8]) -> Span {
+    let start = part.as_ptr() as usize - base.as_ptr() as usize;
+    (start, start + part.len())
+}
+
+/// A received head — a request's or a response's — with where each header's name and value
+/// are in it; nothing is copied.
+#[derive(Debug, Default)]
+pub struct RawHeaders {
+    /// The head as received.
+    pub raw: Bytes,
+    /// (name, value) ranges in `raw`, in order.
+    pub(super) spans: Vec<(Span, Span)>,
+}
+
+impl RawHeaders {
+    /// The headers as (name, value) bytes.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
+        self.spans
+            .iter()
+            .map(|(name, value)| (&self.raw[name.0..name.1], &self.raw[value.0..value.1]))
+    }
+
+    /// The first `name` header's value.
+    pub fn get(&self, name: &[u8]) -> Option<&[u8]> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The headers as a map (values share `raw`), for header-matching routes and plugins;
+    /// `None` when one is not acceptable to `http`.
+    pub fn to_map(&self) -> Option<HeaderMap> {
+        let mut headers = HeaderMap::with_capacity(self.spans.len() + 8);
+        for (name, value) in &self.spans {
+            let name = HeaderName::from_bytes(&self.raw[name.0..name.1]).ok()?;
+            let value = HeaderValue::from_maybe_shared(self.raw.slice(value.0..value.1)).ok()?;
+            headers.append(name, value);
+        }
+        Some(headers)
+    }
+}
 
 /// A request head the fast path serves.
 #[derive(Debug)]
@@ -21,38 +79,8 @@ pub struct RequestHead {
     pub uri: Uri,
     /// The client asked to close the connection after this request.
     pub close: bool,
-    /// The head as received, for a hand-off to the general path.
-    pub raw: Bytes,
-    /// Where each header's name and value are in `raw`.
-    spans: Vec<((usize, usize), (usize, usize))>,
-}
-
-impl RequestHead {
-    /// The headers as received, as (name, value) bytes.
-    pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
-        self.spans
-            .iter()
-            .map(|(name, value)| (&self.raw[name.0..name.1], &self.raw[value.0..value.1]))
-    }
-
-    /// The first `name` header's value.
-    pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    }
-
-    /// The headers as a map (values share `raw`), for header-matching routes and plugins;
-    /// `None` when one is not acceptable to `http` (then the general path answers).
-    pub fn header_map(&self) -> Option<HeaderMap> {
-        let mut headers = HeaderMap::with_capacity(self.spans.len() + 8);
-        for (name, value) in &self.spans {
-            let name = HeaderName::from_bytes(&self.raw[name.0..name.1]).ok()?;
-            let value = HeaderValue::from_maybe_shared(self.raw.slice(value.0..value.1)).ok()?;
-            headers.append(name, value);
-        }
-        Some(headers)
-    }
+    /// The head as received (`raw` is what a hand-off to the general path puts back).
+    pub headers: RawHeaders,
 }
 
 /// Parses the request head at the start of `buf`. `Ok(None)`: not complete yet. `Err(raw)`:
@@ -69,16 +97,11 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, Bytes> {
     if req.version != Some(1) {
         return Err(Bytes::new());
     }
-    let base = buf.as_ptr() as usize;
-    let span = |s: &[u8]| {
-        let start = s.as_ptr() as usize - base;
-        (start, start + s.len())
-    };
     let (Some(method), Some(path)) = (req.method, req.path) else {
         return Err(Bytes::new());
     };
-    let method = span(method.as_bytes());
-    let path = span(path.as_bytes());
+    let method = span(buf, method.as_bytes());
+    let path = span(buf, path.as_bytes());
     let mut spans = Vec::with_capacity(req.headers.len());
     let mut close = false;
     for h in req.headers.iter() {
@@ -96,7 +119,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, Bytes> {
                 .split(|b| *b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
         }
-        spans.push((span(name), span(h.value)));
+        spans.push((span(buf, name), span(buf, h.value)));
     }
     let raw = buf.split_to(len).freeze();
     let Ok(method) = Method::from_bytes(&raw[method.0..method.1]) else {
@@ -109,8 +132,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, Bytes> {
         method,
         uri,
         close,
-        raw,
-        spans,
+        headers: RawHeaders { raw, spans },
     }))
 }
 
@@ -227,18 +249,10 @@ pub fn write_relayed_head<'h>(
     chunked: bool,
     close: bool,
 ) {
-    const MAX_CONNECTION_HEADERS: usize = 4;
-    let mut connection: [&[u8]; MAX_CONNECTION_HEADERS] = [b""; MAX_CONNECTION_HEADERS];
-    let mut listed = 0;
-    for (name, value) in headers.clone() {
-        if name.eq_ignore_ascii_case(b"connection") && listed < MAX_CONNECTION_HEADERS {
-            connection[listed] = value;
-            listed += 1;
-        }
-    }
+    let hop_by_hop = HopByHop::of(headers.clone());
     status_line(out, status);
     for (name, value) in headers {
-        if !crate::proxy::is_hop_by_hop(name, &connection[..listed]) {
+        if !hop_by_hop.contains(name) {
             push_header(out, name, value);
         }
     }
@@ -298,11 +312,11 @@ mod tests {
         assert_eq!(head.method, Method::GET);
         assert_eq!(head.uri.path(), "/a/b");
         assert_eq!(head.uri.query(), Some("x=1"));
-        assert_eq!(head.header(b"HOST"), Some(&b"example.com"[..]));
-        let map = head.header_map().expect("valid headers");
+        assert_eq!(head.headers.get(b"HOST"), Some(&b"example.com"[..]));
+        let map = head.headers.to_map().expect("valid headers");
         assert_eq!(map["host"], "example.com");
         assert_eq!(map.get_all("x-two").iter().count(), 2);
-        assert_eq!(head.headers().count(), 3);
+        assert_eq!(head.headers.iter().count(), 3);
         assert!(!head.close);
         assert_eq!(&buf[..], b"GET /next");
     }
@@ -397,11 +411,12 @@ mod tests {
                 .expect("fast path")
                 .expect("complete");
             let request_host = head
-                .header(b"host")
+                .headers
+                .get(b"host")
                 .map(|h| String::from_utf8_lossy(h).into_owned())
                 .unwrap_or_default();
             for host in [Some(HeaderValue::from_static("upstream:9000")), None] {
-                let mut map = head.header_map().expect("valid");
+                let mut map = head.headers.to_map().expect("valid");
                 crate::proxy::upstream_request_headers(&mut map, &downstream, &request_host, false);
                 let mut via_map = Vec::new();
                 write_request_head(
@@ -420,7 +435,7 @@ mod tests {
                     head.uri.query(),
                     |emit| {
                         crate::proxy::upstream_request_headers_raw(
-                            head.headers(),
+                            head.headers.iter(),
                             &downstream,
                             &request_host,
                             host.as_ref(),

@@ -71,7 +71,7 @@ impl Tally {
     pub fn upstream_sent(&mut self) {
         // Only telemetry reads it: no clock read when nothing is recorded.
         if self.gateway.is_some() {
-            self.upstream_since = Some(Instant::now());
+            self.upstream_sent_at(Instant::now());
         }
     }
 
@@ -92,8 +92,8 @@ impl Tally {
     /// The upstream answered (or failed): the wait is added to the upstream latency, which
     /// sums all attempts.
     pub fn upstream_done(&mut self) {
-        if let Some(since) = self.upstream_since.take() {
-            self.upstream += since.elapsed();
+        if self.upstream_since.is_some() {
+            self.upstream_done_at(Instant::now());
         }
     }
 
@@ -119,7 +119,7 @@ impl Tally {
         response.map(|inner| {
             RecordingBody {
                 inner,
-                pending: Some(pending),
+                record: ResponseRecord(Some(pending)),
             }
             .boxed()
         })
@@ -230,11 +230,18 @@ impl ResponseRecord {
     }
 }
 
-impl Drop for ResponseRecord {
-    fn drop(&mut self) {
+impl ResponseRecord {
+    /// Records the request now (once: later calls and the drop do nothing).
+    fn finish(&mut self) {
         if let Some(pending) = self.0.take() {
             pending.record();
         }
+    }
+}
+
+impl Drop for ResponseRecord {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
@@ -262,18 +269,11 @@ impl Pending {
     }
 }
 
-/// The response body: counts bytes out and records the request exactly once, at its end.
+/// The response body: counts bytes out and records the request exactly once, at its end
+/// (or when dropped unfinished: HEAD, 204, a client that went away — still one record).
 struct RecordingBody {
     inner: ProxyBody,
-    pending: Option<Pending>,
-}
-
-impl RecordingBody {
-    fn done(&mut self) {
-        if let Some(pending) = self.pending.take() {
-            pending.record();
-        }
-    }
+    record: ResponseRecord,
 }
 
 impl Body for RecordingBody {
@@ -288,14 +288,14 @@ impl Body for RecordingBody {
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(pending)) = (frame.data_ref(), this.pending.as_mut()) {
-                    pending.bytes_out += data.len() as u64;
+                if let Some(data) = frame.data_ref() {
+                    this.record.add_bytes_out(data.len() as u64);
                 }
                 if this.inner.is_end_stream() {
-                    this.done();
+                    this.record.finish();
                 }
             }
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.done(),
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.record.finish(),
             Poll::Pending => {}
         }
         polled
@@ -307,12 +307,5 @@ impl Body for RecordingBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-impl Drop for RecordingBody {
-    fn drop(&mut self) {
-        // Never polled to the end (HEAD, 204, a client that went away): still one record.
-        self.done();
     }
 }
