@@ -21,6 +21,9 @@ pub enum ApiError {
         detail: String,
         /// One entry per invalid field.
         invalid_parameters: Vec<FieldError>,
+        /// Where the fields are: `body` (the default) or `query`. (Not named `source`:
+        /// thiserror would take that for the underlying error.)
+        location: ParameterSource,
     },
     /// 400 without field detail (e.g. unreadable JSON).
     #[error("{0}")]
@@ -71,6 +74,18 @@ impl ApiError {
         ApiError::Invalid {
             detail: format!("{field}: {reason}"),
             invalid_parameters: vec![FieldError { field, reason }],
+            location: ParameterSource::Body,
+        }
+    }
+
+    /// A 400 naming a query parameter.
+    pub fn query(parameter: impl Into<String>, reason: impl Into<String>) -> Self {
+        let field = parameter.into();
+        let reason = reason.into();
+        ApiError::Invalid {
+            detail: format!("query parameter {field}: {reason}"),
+            invalid_parameters: vec![FieldError { field, reason }],
+            location: ParameterSource::Query,
         }
     }
 
@@ -83,6 +98,7 @@ impl ApiError {
         ApiError::Invalid {
             detail,
             invalid_parameters: errors,
+            location: ParameterSource::Body,
         }
     }
 
@@ -117,7 +133,31 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// The problem document (RFC 9457) with Konnect's `invalid_parameters` extension.
+/// Where an invalid parameter was found, as Konnect's `invalid_parameters[].source` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ParameterSource {
+    /// A field of the request body.
+    Body,
+    /// A query parameter.
+    Query,
+}
+
+/// One invalid parameter of a problem, in Konnect's shape.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InvalidParameter {
+    /// JSON path of the field, or the query parameter's name.
+    pub field: String,
+    /// Konnect's rule name (`required`, `enum`, ...) when one applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Where the parameter is.
+    pub source: ParameterSource,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// The problem document (RFC 9457) with Konnect's `instance` and `invalid_parameters`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A URI reference naming the problem type.
@@ -129,39 +169,57 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong in this occurrence.
     pub detail: String,
+    /// This occurrence (`fleetgate:trace:<id>`), the id the server's log shows with it.
+    pub instance: String,
     /// Field-level errors for validation problems.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub invalid_parameters: Vec<FieldError>,
+    pub invalid_parameters: Vec<InvalidParameter>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let instance = format!("fleetgate:trace:{}", uuid::Uuid::new_v4().simple());
         let detail = match &self {
             ApiError::Internal(err) => {
-                tracing::error!(error = format!("{err:#}"), "request failed");
+                tracing::error!(error = format!("{err:#}"), %instance, "request failed");
                 "an internal error occurred; it has been logged".to_string()
             }
             other => other.to_string(),
         };
-        let invalid_parameters = match self {
+        let (invalid_parameters, source) = match self {
             ApiError::Invalid {
-                invalid_parameters, ..
-            } => invalid_parameters,
+                invalid_parameters,
+                location,
+                ..
+            } => (invalid_parameters, location),
             ApiError::Conflict {
                 field: Some(field),
                 detail,
-            } => vec![FieldError {
-                field,
-                reason: detail,
-            }],
-            _ => Vec::new(),
+            } => (
+                vec![FieldError {
+                    field,
+                    reason: detail,
+                }],
+                ParameterSource::Body,
+            ),
+            _ => (Vec::new(), ParameterSource::Body),
         };
+        let invalid_parameters = invalid_parameters
+            .into_iter()
+            .map(|e| InvalidParameter {
+                rule: rule_of(&e.reason),
+                field: e.field,
+                source,
+                reason: e.reason,
+            })
+            .collect();
         let problem = Problem {
             kind: "about:blank".into(),
             title: status.canonical_reason().unwrap_or("Error").to_string(),
             status: status.as_u16(),
             detail,
+            instance,
             invalid_parameters,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
@@ -176,6 +234,20 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Konnect's rule name for the common reasons, so clients that switch on `rule` can.
+fn rule_of(reason: &str) -> Option<String> {
+    let rule = if reason.starts_with("missing field") || reason.contains("is required") {
+        "required"
+    } else if reason.starts_with("unknown variant") || reason.contains("must be one of") {
+        "enum"
+    } else if reason.starts_with("invalid type") {
+        "type"
+    } else {
+        return None;
+    };
+    Some(rule.to_string())
 }
 
 /// Result of API handlers.

@@ -37,6 +37,7 @@ use crate::api::entities::collection_path;
 use crate::api::extract::PageMeta;
 use crate::api::licenses::{License, PutLicense};
 use crate::api::nodes::Node;
+use crate::api::paging::{CursorPageInfo, NumberedMeta};
 use crate::api::tokens::{CreateToken, CreatedToken};
 use crate::cluster::nodes::SyncStatus;
 use crate::error::Problem;
@@ -57,6 +58,54 @@ fn page_of(item: RefOr<Schema>) -> RefOr<Schema> {
         .required("data")
         .property("meta", schema_ref("PageMeta"))
         .required("meta")
+        .into()
+}
+
+/// `{data, meta: {page: {number, size, total}}}`: Konnect's numbered list.
+fn numbered_list(item: RefOr<Schema>) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .property("data", ArrayBuilder::new().items(item))
+        .required("data")
+        .property("meta", schema_ref("NumberedMeta"))
+        .required("meta")
+        .into()
+}
+
+/// `{items, page: {total, next}}`: Konnect's cursor list.
+#[allow(dead_code)] // until the node and certificate lists move to it
+fn cursor_list(item: RefOr<Schema>) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .property("items", ArrayBuilder::new().items(item))
+        .required("items")
+        .property("page", schema_ref("CursorPageInfo"))
+        .required("page")
+        .into()
+}
+
+/// `{data, offset, next}`: Kong's Admin API list.
+#[allow(dead_code)] // until the core entities move to it
+fn kong_list(item: RefOr<Schema>) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .property("data", ArrayBuilder::new().items(item))
+        .required("data")
+        .property(
+            "offset",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(
+                    "Pass as `offset` for the next page; absent on the last page.",
+                )),
+        )
+        .property(
+            "next",
+            ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                    Type::String,
+                    Type::Null,
+                ]))
+                .description(Some("Path of the next page; null on the last page.")),
+        )
+        .required("next")
         .into()
 }
 
@@ -110,24 +159,66 @@ impl Op {
         self
     }
 
-    fn paged(mut self) -> Self {
-        for (name, description) in [
+    /// A query parameter (string-typed, optional).
+    fn query(mut self, name: &str, description: &str) -> Self {
+        self.builder = self.builder.parameter(
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(description))
+                .schema(Some(string_schema())),
+        );
+        self
+    }
+
+    /// Query parameters of a list, in one of the three shapes of `api::paging`.
+    fn listed(mut self, params: &[(&str, &str)]) -> Self {
+        for (name, description) in params {
+            self = self.query(name, description);
+        }
+        self
+    }
+
+    /// The old cursor pages (`page[size]`, `page[after]` -> `meta.page.next_cursor`), until
+    /// every list has moved to one of Konnect's shapes.
+    fn paged(self) -> Self {
+        self.listed(&[
             ("page[size]", "Items per page, 1 to 1000 (default 100)."),
             (
                 "page[after]",
                 "Cursor from `meta.page.next_cursor` of the previous page.",
             ),
-        ] {
-            self.builder = self.builder.parameter(
-                ParameterBuilder::new()
-                    .name(name)
-                    .parameter_in(ParameterIn::Query)
-                    .required(Required::False)
-                    .description(Some(description))
-                    .schema(Some(string_schema())),
-            );
-        }
-        self
+        ])
+    }
+
+    /// Konnect's numbered pages.
+    fn numbered(self) -> Self {
+        self.listed(&[
+            ("page[size]", "Items per page, 1 to 1000 (default 100)."),
+            ("page[number]", "The page to return, from 1 (default 1)."),
+        ])
+    }
+
+    /// Konnect's cursor pages.
+    #[allow(dead_code)] // until the node and certificate lists move to it
+    fn cursor_paged(self) -> Self {
+        self.listed(&[
+            ("page[size]", "Items per page, 1 to 1000 (default 100)."),
+            (
+                "page[after]",
+                "Cursor from `page.next` of the previous page.",
+            ),
+        ])
+    }
+
+    /// Kong's Admin API paging.
+    #[allow(dead_code)] // until the core entities move to it
+    fn kong_paged(self) -> Self {
+        self.listed(&[
+            ("size", "Items per page, 1 to 1000 (default 100)."),
+            ("offset", "`offset` of the previous page."),
+        ])
     }
 
     fn body(mut self, media: &str, schema: RefOr<Schema>) -> Self {
@@ -294,11 +385,11 @@ fn operations() -> Vec<Op> {
             "Every organization (operators)",
             "organizations",
         )
-        .paged()
+        .numbered()
         .ok(
             "200",
             "A page of organizations",
-            Some(page_of(schema_ref("Organization"))),
+            Some(numbered_list(schema_ref("Organization"))),
         ),
         Op::new(
             HttpMethod::Get,
@@ -307,11 +398,11 @@ fn operations() -> Vec<Op> {
             "List API tokens",
             "tokens",
         )
-        .paged()
+        .numbered()
         .ok(
             "200",
             "A page of tokens",
-            Some(page_of(schema_ref("TokenRecord"))),
+            Some(numbered_list(schema_ref("TokenRecord"))),
         ),
         Op::new(
             HttpMethod::Post,
@@ -632,6 +723,8 @@ pub fn document() -> OpenApi {
     add_schema::<Problem>(&mut schemas);
     add_schema::<FieldError>(&mut schemas);
     add_schema::<PageMeta>(&mut schemas);
+    add_schema::<NumberedMeta>(&mut schemas);
+    add_schema::<CursorPageInfo>(&mut schemas);
     add_schema::<Organization>(&mut schemas);
     add_schema::<TokenRecord>(&mut schemas);
     add_schema::<CreateToken>(&mut schemas);

@@ -13,8 +13,10 @@ pub mod join_tokens;
 pub mod licenses;
 pub mod nodes;
 pub mod organizations;
+pub mod paging;
 pub mod portals;
 pub mod schemas;
+pub mod timestamps;
 pub mod tokens;
 
 use axum::extract::DefaultBodyLimit;

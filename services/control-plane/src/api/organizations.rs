@@ -4,7 +4,8 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::extract::{Page, PageOf, QueryParams};
+use super::extract::QueryParams;
+use super::paging::{NumberedList, NumberedPage, NUMBERED_PAGE_PARAMS};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -29,12 +30,10 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     query: QueryParams,
-) -> ApiResult<Json<PageOf<Organization>>> {
+) -> ApiResult<Json<NumberedList<Organization>>> {
     caller.require_operator()?;
-    let page = Page::from_query(&query)?;
-    let orgs = state
-        .store
-        .list_organizations(page.after.as_deref(), page.fetch_limit())
-        .await?;
-    Ok(Json(page.finish(orgs, |o| o.id.to_string())))
+    query.only(&NUMBERED_PAGE_PARAMS)?;
+    let page = NumberedPage::from_query(&query)?;
+    let (orgs, total) = state.store.list_organizations(page.window()).await?;
+    Ok(Json(page.finish(orgs, total)))
 }

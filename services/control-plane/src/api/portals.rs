@@ -9,7 +9,8 @@ use fleetgate_config::FieldError;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::extract::{parse_body, parse_id, JsonBody, Page, PageOf, PathParams, QueryParams};
+use super::extract::{parse_body, parse_id, JsonBody, PathParams, QueryParams};
+use super::paging::{NumberedList, NumberedPage, NUMBERED_PAGE_PARAMS};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -106,18 +107,15 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     query: QueryParams,
-) -> ApiResult<Json<PageOf<Portal>>> {
-    let page = Page::from_query(&query)?;
-    let records = state
+) -> ApiResult<Json<NumberedList<Portal>>> {
+    query.only(&NUMBERED_PAGE_PARAMS)?;
+    let page = NumberedPage::from_query(&query)?;
+    let (records, total) = state
         .store
-        .list_portals(
-            caller.organization_id,
-            page.after.as_deref(),
-            page.fetch_limit(),
-        )
+        .list_portals(caller.organization_id, page.window())
         .await?;
     let items = records.into_iter().map(Portal::from).collect();
-    Ok(Json(page.finish(items, |p: &Portal| p.id.to_string())))
+    Ok(Json(page.finish(items, total)))
 }
 
 /// Creates a portal.

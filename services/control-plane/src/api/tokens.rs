@@ -6,7 +6,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::extract::{parse_body, parse_id, JsonBody, Page, PageOf, PathParams, QueryParams};
+use super::extract::{parse_body, parse_id, JsonBody, PathParams, QueryParams};
+use super::paging::{NumberedList, NumberedPage, NUMBERED_PAGE_PARAMS};
 use crate::auth::{issue_token, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -46,17 +47,14 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     query: QueryParams,
-) -> ApiResult<Json<PageOf<TokenRecord>>> {
-    let page = Page::from_query(&query)?;
-    let tokens = state
+) -> ApiResult<Json<NumberedList<TokenRecord>>> {
+    query.only(&NUMBERED_PAGE_PARAMS)?;
+    let page = NumberedPage::from_query(&query)?;
+    let (tokens, total) = state
         .store
-        .list_tokens(
-            caller.organization_id,
-            page.after.as_deref(),
-            page.fetch_limit(),
-        )
+        .list_tokens(caller.organization_id, page.window())
         .await?;
-    Ok(Json(page.finish(tokens, |t| t.id.to_string())))
+    Ok(Json(page.finish(tokens, total)))
 }
 
 /// Mints a token in the caller's organisation.

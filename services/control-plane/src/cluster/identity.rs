@@ -14,6 +14,7 @@ use uuid::Uuid;
 use x509_parser::certificate::X509Certificate;
 
 use super::tls::CLUSTER_DOMAIN;
+use crate::api::timestamps::rfc3339;
 use crate::store::{CertificateOwner, Store};
 
 /// Who a node is, once identified.
@@ -92,16 +93,6 @@ impl IdentifyError {
             _ => 401,
         }
     }
-}
-
-fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| format!("{unix} (Unix seconds)"))
 }
 
 /// What the API and `identify` read from a certificate.

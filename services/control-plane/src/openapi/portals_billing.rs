@@ -4,7 +4,7 @@
 use utoipa::openapi::path::{HttpMethod, ParameterBuilder, ParameterIn};
 use utoipa::openapi::{RefOr, Required, Schema};
 
-use super::{add_schema, page_of, schema_ref, string_schema, Op};
+use super::{add_schema, numbered_list, schema_ref, string_schema, Op};
 use crate::api::portals::{CreatePortal, Portal, UpdatePortal};
 use crate::store::{ControlPlaneUsage, ServiceLifetime, Usage};
 
@@ -20,11 +20,11 @@ pub(super) fn portal_and_billing_ops(ops: &mut Vec<Op>) {
             "List dev portals",
             "portals",
         )
-        .paged()
+        .numbered()
         .ok(
             "200",
             "A page of portals",
-            Some(page_of(schema_ref("Portal"))),
+            Some(numbered_list(schema_ref("Portal"))),
         ),
     );
     ops.push(

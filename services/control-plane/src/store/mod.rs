@@ -227,6 +227,15 @@ impl Store {
     }
 }
 
+/// Which rows of an ordered list to read: Konnect's numbered pages in SQL terms.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// Rows to skip.
+    pub offset: i64,
+    /// Rows to return at most.
+    pub limit: i64,
+}
+
 /// Current time as Unix seconds, the unit Kong's Admin API uses for timestamps.
 pub fn now_unix() -> i64 {
     SystemTime::now()

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{now_unix, Store, StoreError, StoreResult};
+use super::{now_unix, Store, StoreError, StoreResult, Window};
 
 /// A tenant: every other resource belongs to exactly one organisation.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -153,20 +153,27 @@ impl Store {
         }
     }
 
-    /// Every organisation, oldest id order; for operators.
+    /// A window of every organisation in creation order, and how many there are; for
+    /// operators.
     pub async fn list_organizations(
         &self,
-        after: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<Organization>> {
+        window: Window,
+    ) -> StoreResult<(Vec<Organization>, i64)> {
         let rows = sqlx::query(
-            "SELECT id, name, created_at FROM organizations WHERE id > $1 ORDER BY id LIMIT $2",
+            "SELECT id, name, created_at FROM organizations ORDER BY created_at, id \
+             LIMIT $1 OFFSET $2",
         )
-        .bind(after.unwrap_or(""))
-        .bind(limit)
+        .bind(window.limit)
+        .bind(window.offset)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(org_from_row).collect()
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM organizations")
+            .fetch_one(self.pool())
+            .await?;
+        Ok((
+            rows.iter().map(org_from_row).collect::<StoreResult<_>>()?,
+            total,
+        ))
     }
 
     /// Stores a token by the SHA-256 of its secret.
@@ -204,19 +211,29 @@ impl Store {
     pub async fn list_tokens(
         &self,
         org: Uuid,
-        after: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<TokenRecord>> {
+        window: Window,
+    ) -> StoreResult<(Vec<TokenRecord>, i64)> {
         let rows = sqlx::query(
             "SELECT id, organization_id, name, role, display_prefix, created_at, expires_at \
-             FROM api_tokens WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+             FROM api_tokens WHERE organization_id = $1 ORDER BY created_at, id \
+             LIMIT $2 OFFSET $3",
         )
         .bind(org.to_string())
-        .bind(after.unwrap_or(""))
-        .bind(limit)
+        .bind(window.limit)
+        .bind(window.offset)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(token_from_row).collect()
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens WHERE organization_id = $1")
+                .bind(org.to_string())
+                .fetch_one(self.pool())
+                .await?;
+        Ok((
+            rows.iter()
+                .map(token_from_row)
+                .collect::<StoreResult<_>>()?,
+            total,
+        ))
     }
 
     /// One token of the organisation.

@@ -5,7 +5,7 @@ use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use super::organizations::parse_uuid;
-use super::{Store, StoreError, StoreResult};
+use super::{Store, StoreError, StoreResult, Window};
 
 /// A stored dev portal.
 #[derive(Debug, Clone)]
@@ -156,23 +156,30 @@ impl Store {
         fetch(&mut conn, org, id).await
     }
 
-    /// The organisation's portals in id order, after the cursor.
+    /// A window of the organisation's portals in creation order, and how many there are.
     pub async fn list_portals(
         &self,
         org: Uuid,
-        after: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<PortalRecord>> {
+        window: Window,
+    ) -> StoreResult<(Vec<PortalRecord>, i64)> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM portals WHERE organization_id = $1 AND id > $2 \
-             ORDER BY id LIMIT $3"
+            "SELECT {COLUMNS} FROM portals WHERE organization_id = $1 \
+             ORDER BY created_at, id LIMIT $2 OFFSET $3"
         ))
         .bind(org.to_string())
-        .bind(after.unwrap_or(""))
-        .bind(limit)
+        .bind(window.limit)
+        .bind(window.offset)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(from_row).collect()
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM portals WHERE organization_id = $1")
+                .bind(org.to_string())
+                .fetch_one(self.pool())
+                .await?;
+        Ok((
+            rows.iter().map(from_row).collect::<StoreResult<_>>()?,
+            total,
+        ))
     }
 
     /// Applies a partial update; a change of `published` opens or closes a publication.
