@@ -148,7 +148,7 @@ TOML
             --url "$base" \
             --header "Authorization: Bearer $token" \
             --checks not_a_server_error,client_errors_are_problem_json \
-            --phases examples,coverage,fuzzing \
+            --phases examples,coverage,fuzzing,stateful \
             --max-examples "$FLEETGATE_SCHEMATHESIS_MAX_EXAMPLES" \
             --workers "$FLEETGATE_SCHEMATHESIS_WORKERS" \
             --suppress-health-check all \

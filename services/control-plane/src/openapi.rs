@@ -4,6 +4,7 @@
 
 mod cloud_gateways;
 mod join_tokens;
+mod links;
 mod portals_billing;
 
 use std::collections::BTreeMap;
@@ -241,6 +242,19 @@ impl Op {
             response = response.content(
                 "application/json",
                 ContentBuilder::new().schema(Some(schema)).build(),
+            );
+        }
+        self.builder = self.builder.response(status, response.build());
+        self
+    }
+
+    /// A success answer in several media types, the first being the default.
+    fn ok_as(mut self, status: &str, description: &str, media: &[(&str, RefOr<Schema>)]) -> Self {
+        let mut response = ResponseBuilder::new().description(description);
+        for (media_type, schema) in media {
+            response = response.content(
+                *media_type,
+                ContentBuilder::new().schema(Some(schema.clone())).build(),
             );
         }
         self.builder = self.builder.response(status, response.build());
@@ -491,10 +505,13 @@ fn operations() -> Vec<Op> {
             "Export the config (Kong declarative format)",
             "declarative-config",
         )
-        .ok(
+        .ok_as(
             "200",
-            "The config as YAML, or JSON when asked with Accept",
-            Some(any_object()),
+            "The config as YAML, or JSON when asked with `Accept: application/json`",
+            &[
+                ("application/yaml", string_schema()),
+                ("application/json", any_object()),
+            ],
         ),
         Op::new(
             HttpMethod::Put,
@@ -711,6 +728,7 @@ pub fn document() -> OpenApi {
         let (path, method, operation) = op.build();
         paths.entry(path).or_default().push((method, operation));
     }
+    links::link_created_ids(&mut paths);
     let mut paths_builder = PathsBuilder::new();
     for (path, ops) in paths {
         let mut item = PathItemBuilder::new();
@@ -787,12 +805,53 @@ pub fn document() -> OpenApi {
 
 /// The document as JSON (served at `/openapi.json`).
 pub fn document_json() -> serde_json::Value {
-    serde_json::to_value(document()).unwrap_or_default()
+    let mut doc = serde_json::to_value(document()).unwrap_or_default();
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for link in paths
+            .values_mut()
+            .filter_map(|item| item.as_object_mut())
+            .flat_map(|item| item.values_mut())
+            .filter_map(|op| op.get_mut("responses").and_then(|r| r.as_object_mut()))
+            .flat_map(|responses| responses.values_mut())
+            .filter_map(|response| response.get_mut("links").and_then(|l| l.as_object_mut()))
+            .flat_map(|links| links.values_mut())
+            .filter_map(|link| link.as_object_mut())
+        {
+            if let Some(id) = link.remove(links::MISNAMED_OPERATION_ID) {
+                link.insert("operationId".into(), id);
+            }
+        }
+    }
+    doc
 }
 
-/// The document as YAML (checked in as `api-spec/openapi.yaml`).
+/// The document as YAML (checked in as `api-spec/openapi.yaml`), in the code's key order.
 pub fn document_yaml() -> anyhow::Result<String> {
-    document()
-        .to_yaml()
+    use serde_norway::Value;
+    let mut doc = serde_norway::to_value(document())
+        .map_err(|e| anyhow::anyhow!("render the OpenAPI document as YAML: {e}"))?;
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_mapping_mut) {
+        for (_, item) in paths.iter_mut() {
+            let Some(item) = item.as_mapping_mut() else {
+                continue;
+            };
+            for (_, op) in item.iter_mut() {
+                let Some(responses) = op.get_mut("responses").and_then(Value::as_mapping_mut)
+                else {
+                    continue;
+                };
+                for (_, response) in responses.iter_mut() {
+                    let Some(links) = response.get_mut("links").and_then(Value::as_mapping_mut)
+                    else {
+                        continue;
+                    };
+                    for (_, link) in links.iter_mut() {
+                        links::rename_operation_id(link);
+                    }
+                }
+            }
+        }
+    }
+    serde_norway::to_string(&doc)
         .map_err(|e| anyhow::anyhow!("render the OpenAPI document as YAML: {e}"))
 }
