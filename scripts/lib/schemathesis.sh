@@ -13,6 +13,7 @@ FG_SERVER_LOG=""
 : "${FLEETGATE_SCHEMATHESIS_WORKERS:=1}"
 : "${FLEETGATE_SCHEMATHESIS_TIMEOUT:=900}"
 : "${FLEETGATE_SCHEMATHESIS_SEED:=}"
+: "${FLEETGATE_SCHEMATHESIS_STATEFUL_EXAMPLES:=150}"
 
 # fg_server_start DATA_DIR PORT [DATABASE_URL]: starts the server, waits (<= 30 s) for /readyz.
 fg_server_start() {
@@ -129,6 +130,15 @@ fg_schemathesis_run() {
 [[operations]]
 include-operation-id = "delete_control_plane"
 parameters = { "path.control_plane_id" = "$cp_delete_id" }
+
+# The stateful phase follows the OpenAPI links from creating operations (valid bodies drawn by
+# the hooks' flatmap_body) to the ones using the new ids: more scenarios and longer ones than
+# the defaults, so the nested resources are reached.
+[phases.stateful]
+max-steps = 12
+
+[phases.stateful.generation]
+max-examples = $FLEETGATE_SCHEMATHESIS_STATEFUL_EXAMPLES
 TOML
     else
         echo "-- warning: POST /v2/control-planes answered without an \"id\"; fuzzing with random control-plane ids" >&2
