@@ -251,7 +251,7 @@ impl DataPlane {
     }
 }
 
-/// Start-up order (DESIGN §5): a valid cache, then `declarative_config`; false when neither
+/// Start-up order (docs/architecture.md): a valid cache, then `declarative_config`; false when neither
 /// gave a config (fallback storage, then empty, come next). A corrupt cache is moved aside by
 /// [`cache::load`] and the next source is tried.
 fn load_startup_config(gateway: &Gateway, settings: &Settings) -> anyhow::Result<bool> {

@@ -1,4 +1,4 @@
-//! License enforcement on the data plane (DESIGN §5): the control plane pushes a signed
+//! License enforcement on the data plane (docs/architecture.md): the control plane pushes a signed
 //! license; once its `expires_at` has passed the proxy answers 503 until a renewed one
 //! arrives. A node that never received a license (standalone) proxies normally.
 //!

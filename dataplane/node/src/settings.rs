@@ -46,7 +46,7 @@ pub enum SettingsError {
     },
 }
 
-/// Every key the data plane understands, with its default (DESIGN §5).
+/// Every key the data plane understands, with its default (docs/architecture.md).
 pub const KEYS: &[(&str, Option<&str>)] = &[
     ("cluster_control_plane", None),
     ("cluster_server_name", None),

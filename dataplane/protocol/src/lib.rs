@@ -1,4 +1,4 @@
-//! Fleetgate control-plane <-> data-plane wire protocol (DESIGN §4).
+//! Fleetgate control-plane <-> data-plane wire protocol (docs/architecture.md).
 //!
 //! Pure types and codecs, no networking, so the CP and the DP share one
 //! definition of the wire format:

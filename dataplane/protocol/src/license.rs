@@ -1,4 +1,4 @@
-//! The signed license a control plane pushes to its data planes (DESIGN §5).
+//! The signed license a control plane pushes to its data planes (docs/architecture.md).
 //!
 //! Blob: `fgl1.<base64url(payload JSON)>.<base64url(Ed25519 signature of the payload bytes)>`.
 //! The payload carries the signer's public key, so a node can check a blob it reads back from

@@ -1,4 +1,4 @@
-//! The CP<->DP messages (DESIGN §4).
+//! The CP<->DP messages (docs/architecture.md).
 //!
 //! Every message is a JSON object whose `type` field selects the variant
 //! (serde internally tagged, snake_case). Unknown extra fields are ignored on

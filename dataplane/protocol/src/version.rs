@@ -1,4 +1,4 @@
-//! Node software versions and CP/DP compatibility rules (DESIGN §4).
+//! Node software versions and CP/DP compatibility rules (docs/architecture.md).
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,4 +1,4 @@
-//! The cluster client: the data plane's link to its control plane (DESIGN §4,
+//! The cluster client: the data plane's link to its control plane (docs/architecture.md,
 //! docs/clustering.md). It dials `cluster_control_plane` over mutual TLS 1.3, upgrades to a
 //! WebSocket on `/v1/outlet`, says `hello`, applies every `reconfigure` (then caches it and
 //! answers `applied` or `rejected`), stores pushed licenses and sends a heartbeat. It never

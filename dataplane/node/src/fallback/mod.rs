@@ -1,4 +1,4 @@
-//! Fallback config in object storage (DESIGN §5 `cluster_fallback_config_*`): nodes with
+//! Fallback config in object storage (docs/architecture.md `cluster_fallback_config_*`): nodes with
 //! export on write each config the control plane pushes to `s3://…` or `file:///…`; a brand-
 //! new node with import on, no valid cache and an unreachable control plane starts from it.
 //! Start-up order stays cache -> `declarative_config` -> fallback -> empty, and a control

@@ -1,4 +1,4 @@
-//! The `cluster_fallback_config_*` settings (DESIGN §5), parsed and checked at start-up so a
+//! The `cluster_fallback_config_*` settings (docs/architecture.md), parsed and checked at start-up so a
 //! typo fails with one line naming the key instead of a silent no-op during an outage.
 
 use std::collections::BTreeMap;

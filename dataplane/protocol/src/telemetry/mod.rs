@@ -1,5 +1,5 @@
 //! Compact binary telemetry frames: how a data plane sends `telemetry {node_id, seq, records,
-//! dropped}` (DESIGN §4) to the control plane.
+//! dropped}` (docs/architecture.md) to the control plane.
 //!
 //! The logical message is [`crate::DpMessage::Telemetry`]; only its bytes differ from the
 //! gzip-of-JSON binary frame ([`crate::encode_binary`]), which receivers keep accepting. The

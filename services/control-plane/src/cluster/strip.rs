@@ -1,5 +1,6 @@
 //! Config fields an older data plane does not know, removed before the config is sent to it
-//! (DESIGN §4: "for an older DP the CP removes fields that version does not know").
+//! (docs/architecture.md: for an older node the control plane removes fields that version does
+//! not know).
 //!
 //! Every field added to the gateway config model after the first release gets one line in
 //! [`REGISTRY`]. A data plane whose minor version is older than a field's `introduced_in`

@@ -1,4 +1,4 @@
-//! Telemetry from data planes into analytics (docs/telemetry.md, DESIGN §8).
+//! Telemetry from data planes into analytics (docs/telemetry.md, docs/architecture.md).
 //!
 //! - [`frame`]: a node's binary frames — compact telemetry frames (decoded into columns) or gzip
 //!   of a JSON message.
