@@ -57,11 +57,13 @@ pub async fn list(
 
 /// Reads the filter and sort parameters (already known to be ones the list takes).
 fn filter_of(query: &QueryParams) -> Result<ControlPlaneFilter, ApiError> {
-    let mut filter = ControlPlaneFilter::default();
-    // `filter[field]` is Konnect's short form of `filter[field][eq]`.
-    filter.name_eq = either(query, "filter[name]", "filter[name][eq]").map(str::to_string);
-    filter.name_neq = query.get("filter[name][neq]").map(str::to_string);
-    filter.name_contains = query.get("filter[name][contains]").map(str::to_string);
+    let mut filter = ControlPlaneFilter {
+        // `filter[field]` is Konnect's short form of `filter[field][eq]`.
+        name_eq: either(query, "filter[name]", "filter[name][eq]").map(str::to_string),
+        name_neq: query.get("filter[name][neq]").map(str::to_string),
+        name_contains: query.get("filter[name][contains]").map(str::to_string),
+        ..ControlPlaneFilter::default()
+    };
     let mut ids: Option<Vec<Uuid>> = None;
     for param in ["filter[id]", "filter[id][eq]", "filter[id][oeq]"] {
         if let Some(raw) = query.get(param) {
@@ -215,7 +217,7 @@ mod tests {
     #[test]
     fn labels_are_and_ed_equalities_and_existence_checks() {
         assert_eq!(
-            labels("env:prod,team").unwrap(),
+            labels("env:prod,team").expect("valid labels"),
             vec![
                 LabelMatch::Equals {
                     key: "env".into(),
@@ -230,10 +232,10 @@ mod tests {
 
     #[test]
     fn sort_takes_konnects_spellings() {
-        assert!(!newest_first("created_at").unwrap());
-        assert!(newest_first("-created_at").unwrap());
-        assert!(newest_first("created_at desc").unwrap());
-        assert!(!newest_first("created_at asc").unwrap());
+        assert!(!newest_first("created_at").expect("valid sort"));
+        assert!(newest_first("-created_at").expect("valid sort"));
+        assert!(newest_first("created_at desc").expect("valid sort"));
+        assert!(!newest_first("created_at asc").expect("valid sort"));
         assert!(newest_first("name").is_err());
         assert!(newest_first("created_at sideways").is_err());
         assert!(newest_first("created_at,name").is_err());
