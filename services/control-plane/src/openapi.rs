@@ -3,6 +3,7 @@
 //! keeps `api-spec/openapi.yaml` equal to this output.
 
 mod cloud_gateways;
+mod control_planes;
 mod join_tokens;
 mod links;
 mod portals_billing;
@@ -29,7 +30,6 @@ use crate::api::analytics::{
     DimensionName, GranularityName, MetricName, MetricsFilter, MetricsMeta, MetricsRequest,
     MetricsResponse, MetricsTimeRange,
 };
-use crate::api::control_planes::{ControlPlane, CreateControlPlane, UpdateControlPlane};
 use crate::api::declarative::ImportResult;
 use crate::api::dp_certificates::{
     CreateDpCertificate, DpClientCertificate, GeneratedDpCertificate,
@@ -445,61 +445,6 @@ fn operations() -> Vec<Op> {
         .ok("204", "Revoked", None),
         Op::new(
             HttpMethod::Get,
-            "/v2/control-planes",
-            "list_control_planes",
-            "List control planes",
-            "control-planes",
-        )
-        .paged()
-        .ok(
-            "200",
-            "A page of control planes",
-            Some(page_of(schema_ref("ControlPlane"))),
-        ),
-        Op::new(
-            HttpMethod::Post,
-            "/v2/control-planes",
-            "create_control_plane",
-            "Create a control plane",
-            "control-planes",
-        )
-        .json_body(schema_ref("CreateControlPlane"))
-        .ok("201", "Created", Some(schema_ref("ControlPlane"))),
-        Op::new(
-            HttpMethod::Get,
-            "/v2/control-planes/{control_plane_id}",
-            "get_control_plane",
-            "Get a control plane",
-            "control-planes",
-        )
-        .ok("200", "The control plane", Some(schema_ref("ControlPlane"))),
-        Op::new(
-            HttpMethod::Patch,
-            "/v2/control-planes/{control_plane_id}",
-            "update_control_plane",
-            "Change a control plane",
-            "control-planes",
-        )
-        .json_body(schema_ref("UpdateControlPlane"))
-        .ok("200", "Updated", Some(schema_ref("ControlPlane"))),
-        Op::new(
-            HttpMethod::Delete,
-            "/v2/control-planes/{control_plane_id}",
-            "delete_control_plane",
-            "Delete a control plane and its config",
-            "control-planes",
-        )
-        .ok("204", "Deleted", None),
-        Op::new(
-            HttpMethod::Get,
-            "/v2/control-planes/{control_plane_id}/expected-config-hash",
-            "get_expected_config_hash",
-            "Hash of the config data planes will receive",
-            "control-planes",
-        )
-        .ok("200", "The expected hash", Some(any_object())),
-        Op::new(
-            HttpMethod::Get,
             "/v2/control-planes/{control_plane_id}/declarative-config",
             "export_declarative_config",
             "Export the config (Kong declarative format)",
@@ -559,6 +504,7 @@ fn operations() -> Vec<Op> {
     node_ops(&mut ops);
     analytics_ops(&mut ops);
     identity_ops(&mut ops);
+    control_planes::control_plane_ops(&mut ops);
     join_tokens::join_token_ops(&mut ops);
     portals_billing::portal_and_billing_ops(&mut ops);
     cloud_gateways::cloud_gateway_ops(&mut ops);
@@ -747,9 +693,7 @@ pub fn document() -> OpenApi {
     add_schema::<TokenRecord>(&mut schemas);
     add_schema::<CreateToken>(&mut schemas);
     add_schema::<CreatedToken>(&mut schemas);
-    add_schema::<ControlPlane>(&mut schemas);
-    add_schema::<CreateControlPlane>(&mut schemas);
-    add_schema::<UpdateControlPlane>(&mut schemas);
+    control_planes::add_schemas(&mut schemas);
     add_schema::<ImportResult>(&mut schemas);
     add_schema::<Service>(&mut schemas);
     add_schema::<Route>(&mut schemas);

@@ -33,8 +33,10 @@ pub async fn bench_store() -> BenchStore {
                 name: "bench".into(),
                 description: String::new(),
                 labels: Default::default(),
-                cluster_type: "CLUSTER_TYPE_HYBRID".into(),
+                cluster_type: "CLUSTER_TYPE_CONTROL_PLANE".into(),
                 auth_type: "pinned_client_certs".into(),
+                cloud_gateway: false,
+                proxy_urls: Vec::new(),
             },
         )
         .await

@@ -17,7 +17,9 @@ pub use gateways::{DEMO_PATH, LOCAL_NETWORK, LOCAL_NODES};
 use crate::auth::{hash_token, issue_token};
 use crate::server::{self, ServerSettings};
 use crate::state::ApiSettings;
-use crate::store::{ensure_id, EntityWrite, NewControlPlane, Role, Store, StoreError};
+use crate::store::{
+    ensure_id, ControlPlaneFilter, EntityWrite, NewControlPlane, Role, Store, StoreError, Window,
+};
 
 /// What quickstart sets up.
 #[derive(Debug, Clone)]
@@ -75,11 +77,23 @@ pub async fn provision(
     let token = admin_token(store, data_dir, org.id)
         .await
         .context("issue the admin token")?;
+    let by_name = ControlPlaneFilter {
+        name_eq: Some(DEMO_CONTROL_PLANE.into()),
+        ..ControlPlaneFilter::default()
+    };
     let existing = store
-        .list_control_planes(org.id, None, 1000)
+        .list_control_planes(
+            org.id,
+            &by_name,
+            Window {
+                offset: 0,
+                limit: 1,
+            },
+        )
         .await?
+        .0
         .into_iter()
-        .find(|cp| cp.name == DEMO_CONTROL_PLANE);
+        .next();
     let control_plane = match existing {
         Some(cp) => cp,
         None => store
@@ -89,8 +103,10 @@ pub async fn provision(
                     name: DEMO_CONTROL_PLANE.into(),
                     description: "Created by fleetgate quickstart".into(),
                     labels: Default::default(),
-                    cluster_type: "CLUSTER_TYPE_HYBRID".into(),
+                    cluster_type: "CLUSTER_TYPE_CONTROL_PLANE".into(),
                     auth_type: "pinned_client_certs".into(),
+                    cloud_gateway: false,
+                    proxy_urls: Vec::new(),
                 },
             )
             .await

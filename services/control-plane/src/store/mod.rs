@@ -28,7 +28,10 @@ pub use cloud_gateways::{
     DesiredDataplaneGroup, NetworkRecord, NewNetwork, NewProviderAccount, NewTransitGateway,
     ProviderAccountRecord, TransitGatewayRecord,
 };
-pub use control_planes::{ControlPlaneRecord, ControlPlaneUpdate, NewControlPlane};
+pub use control_planes::{
+    ControlPlaneFilter, ControlPlaneRecord, ControlPlaneUpdate, LabelMatch, NewControlPlane,
+    ProxyUrl,
+};
 pub use dp_certificates::{
     CertificateOwner, ControlPlaneCa, DpCertificateRecord, NewDpCertificate,
 };
