@@ -9,8 +9,8 @@ mod portals_billing;
 use std::collections::BTreeMap;
 
 use fleetgate_config::{
-    Certificate, Consumer, EntityKind, FieldError, KeyAuthCredential, Plugin, Route, Service, Sni,
-    Target, Upstream,
+    CaCertificate, Certificate, Consumer, EntityKind, FieldError, KeyAuthCredential, Plugin, Route,
+    Service, Sni, Target, Upstream,
 };
 use utoipa::openapi::path::{
     HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn, PathItemBuilder,
@@ -523,6 +523,7 @@ fn operations() -> Vec<Op> {
         (EntityKind::Target, "Target"),
         (EntityKind::Certificate, "Certificate"),
         (EntityKind::Sni, "Sni"),
+        (EntityKind::CaCertificate, "CaCertificate"),
     ] {
         entity_ops(
             kind,
@@ -742,6 +743,7 @@ pub fn document() -> OpenApi {
     add_schema::<Target>(&mut schemas);
     add_schema::<Certificate>(&mut schemas);
     add_schema::<Sni>(&mut schemas);
+    add_schema::<CaCertificate>(&mut schemas);
     add_schema::<SyncStatus>(&mut schemas);
     add_schema::<Node>(&mut schemas);
     add_schema::<MetricName>(&mut schemas);
