@@ -1,6 +1,7 @@
 //! The vocabulary shared by all entities: kinds, references, field errors and the
 //! [`Entity`] trait.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::DeserializeOwned;
@@ -28,11 +29,13 @@ pub enum EntityKind {
     Certificate,
     /// A server name pointing at a certificate (`snis`).
     Sni,
+    /// A trusted CA certificate services verify their upstream with (`ca_certificates`).
+    CaCertificate,
 }
 
 impl EntityKind {
     /// Every kind, in the order parents come before the entities pointing at them.
-    pub const ALL: [EntityKind; 9] = [
+    pub const ALL: [EntityKind; 10] = [
         EntityKind::Service,
         EntityKind::Route,
         EntityKind::Consumer,
@@ -42,10 +45,12 @@ impl EntityKind {
         EntityKind::Target,
         EntityKind::Certificate,
         EntityKind::Sni,
+        EntityKind::CaCertificate,
     ];
 
     /// Kong collection name: "services", "routes", "consumers", "keyauth_credentials",
-    /// "plugins", "upstreams", "targets", "certificates", "snis".
+    /// "plugins", "upstreams", "targets", "certificates", "snis", "ca_certificates" (the
+    /// declarative keys and the names the store records).
     pub fn collection(self) -> &'static str {
         match self {
             EntityKind::Service => "services",
@@ -57,6 +62,17 @@ impl EntityKind {
             EntityKind::Target => "targets",
             EntityKind::Certificate => "certificates",
             EntityKind::Sni => "snis",
+            EntityKind::CaCertificate => "ca_certificates",
+        }
+    }
+
+    /// The collection's URL path segment under `core-entities/`: Konnect spells
+    /// `ca-certificates` with a hyphen where Kong's declarative key has an underscore; every
+    /// other collection is written the same in both places.
+    pub fn path_segment(self) -> &'static str {
+        match self {
+            EntityKind::CaCertificate => "ca-certificates",
+            other => other.collection(),
         }
     }
 
@@ -66,7 +82,7 @@ impl EntityKind {
     }
 
     /// Singular name for messages: "service", "route", "consumer", "key-auth credential",
-    /// "plugin", "upstream", "target", "certificate", "sni".
+    /// "plugin", "upstream", "target", "certificate", "sni", "ca certificate".
     pub fn singular(self) -> &'static str {
         match self {
             EntityKind::Service => "service",
@@ -78,6 +94,7 @@ impl EntityKind {
             EntityKind::Target => "target",
             EntityKind::Certificate => "certificate",
             EntityKind::Sni => "sni",
+            EntityKind::CaCertificate => "ca certificate",
         }
     }
 }
@@ -163,8 +180,10 @@ pub enum OnDelete {
 /// One reference from an entity to another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference {
-    /// Field holding the reference (`service`, `client_certificate`, ...).
-    pub field: &'static str,
+    /// Field holding the reference (`service`, `client_certificate`, ...); an element of a
+    /// list of references is named with its index (`ca_certificates[1]`), so every reference
+    /// of one entity has its own field.
+    pub field: Cow<'static, str>,
     /// Kind of the referenced entity.
     pub kind: EntityKind,
     /// Id of the referenced entity.
@@ -182,7 +201,7 @@ impl Reference {
         on_delete: OnDelete,
     ) -> Option<Self> {
         target.map(|r| Reference {
-            field,
+            field: Cow::Borrowed(field),
             kind,
             id: r.id,
             on_delete,

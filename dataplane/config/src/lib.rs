@@ -22,6 +22,7 @@ mod validate;
 
 pub use uuid::Uuid;
 
+pub use entities::{inspect_ca_certificate, CaCertificate, CaInfo};
 pub use entities::{
     ActiveHealthcheck, ActiveHealthy, ActiveUnhealthy, PassiveHealthcheck, PassiveHealthy,
     PassiveUnhealthy,

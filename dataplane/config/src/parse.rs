@@ -1,10 +1,14 @@
 //! Turning request bodies (JSON) into validated entities, naming the field on every error.
 
+use std::time::SystemTime;
+
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::entities::{normalize_target, unknown_plugin, Protocol};
+use crate::entities::{
+    inspect_ca_certificate, normalize_target, unknown_plugin, CaCertificate, Protocol,
+};
 use crate::entity::{join_path, Entity, EntityKind, FieldError};
 use crate::plugins::{normalize_plugin_config, PLUGIN_NAMES};
 
@@ -12,11 +16,23 @@ use crate::plugins::{normalize_plugin_config, PLUGIN_NAMES};
 ///
 /// Rejects unknown fields, wrong types and out-of-range values (each [`FieldError`] names the
 /// field path), applies Kong's defaults, expands the service `url` shorthand, fills plugin
-/// config defaults, generates a key-auth key when none is given, then runs
+/// config defaults, generates a key-auth key when none is given, computes a CA certificate's
+/// `cert_digest` (refusing an expired one), drops a key-auth credential's read-only
+/// `expires_at`, then runs
 /// [`Entity::validate`]. The keys `created_at` and `updated_at` are accepted and ignored
 /// because clients echo them back. An explicit `null` means "the default", as in Kong.
 pub fn parse_entity<E: Entity>(body: &Value) -> Result<E, Vec<FieldError>> {
-    parse_entity_at(body, "")
+    match body {
+        Value::Object(map) if E::KIND == EntityKind::KeyAuthCredential => {
+            let mut map = map.clone();
+            // Read-only through the API: the control plane derives it from `ttl` when it
+            // stores the key. A declarative file keeps it (an exported config re-imported on
+            // a data plane must expire its keys at the same second).
+            map.remove("expires_at");
+            parse_entity_map_at(map, "")
+        }
+        _ => parse_entity_at(body, ""),
+    }
 }
 
 /// [`parse_entity`] for a body found at `prefix` in a larger document (declarative config):
@@ -41,6 +57,7 @@ pub(crate) fn parse_entity_map_at<E: Entity>(
     match E::KIND {
         EntityKind::Service => expand_url(&mut map, &mut errors),
         EntityKind::KeyAuthCredential => ensure_key(&mut map),
+        EntityKind::CaCertificate => prepare_ca_certificate(&mut map, &mut errors),
         EntityKind::Target => {
             if let Some(Value::String(target)) = map.get_mut("target") {
                 *target = normalize_target(target);
@@ -198,6 +215,21 @@ fn ensure_key(map: &mut Map<String, Value>) {
             Value::from(Uuid::new_v4().simple().to_string()),
         );
     }
+}
+
+/// Kong computes `cert_digest` from `cert` on every write and refuses a CA certificate that
+/// has already expired. A malformed certificate is left for [`Entity::validate`] to report.
+fn prepare_ca_certificate(map: &mut Map<String, Value>, errors: &mut Vec<FieldError>) {
+    let Some(Value::String(pem)) = map.get("cert") else {
+        return;
+    };
+    let Ok(info) = inspect_ca_certificate(pem) else {
+        return;
+    };
+    if let Err(reason) = CaCertificate::check_not_expired(&info, SystemTime::now()) {
+        errors.push(FieldError::new("cert", reason));
+    }
+    map.insert("cert_digest".into(), Value::from(info.digest));
 }
 
 /// Checks the plugin name and replaces `config` by its normalised form (defaults filled).

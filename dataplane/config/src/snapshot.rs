@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::entities::{
-    Certificate, Consumer, KeyAuthCredential, Plugin, Route, Service, Sni, Target, Upstream,
+    CaCertificate, Certificate, Consumer, KeyAuthCredential, Plugin, Route, Service, Sni, Target,
+    Upstream,
 };
 use crate::entity::{Entity, EntityKind, FieldError};
 
@@ -59,6 +60,8 @@ pub struct GatewayConfig {
     pub certificates: Vec<Certificate>,
     /// SNIs.
     pub snis: Vec<Sni>,
+    /// Trusted CA certificates.
+    pub ca_certificates: Vec<CaCertificate>,
 }
 
 /// The entities of one collection, sorted by id without copying them.
@@ -97,6 +100,7 @@ impl GatewayConfig {
             && self.targets.is_empty()
             && self.certificates.is_empty()
             && self.snis.is_empty()
+            && self.ca_certificates.is_empty()
     }
 
     /// Number of entities of `kind`.
@@ -111,6 +115,7 @@ impl GatewayConfig {
             EntityKind::Target => self.targets.len(),
             EntityKind::Certificate => self.certificates.len(),
             EntityKind::Sni => self.snis.len(),
+            EntityKind::CaCertificate => self.ca_certificates.len(),
         }
     }
 
@@ -125,6 +130,7 @@ impl GatewayConfig {
         self.targets.sort_by_key(|e| e.id);
         self.certificates.sort_by_key(|e| e.id);
         self.snis.sort_by_key(|e| e.id);
+        self.ca_certificates.sort_by_key(|e| e.id);
     }
 
     /// Canonical JSON bytes: collections sorted by id, object keys sorted at every level, no
@@ -139,7 +145,8 @@ impl GatewayConfig {
         let mut out = Vec::with_capacity(256 + entities * 512);
         out.push(b'{');
         // Top-level keys in sorted order.
-        write_collection(&mut out, "certificates", &self.certificates, true);
+        write_collection(&mut out, "ca_certificates", &self.ca_certificates, true);
+        write_collection(&mut out, "certificates", &self.certificates, false);
         write_collection(&mut out, "consumers", &self.consumers, false);
         write_collection(
             &mut out,
@@ -199,6 +206,7 @@ impl GatewayConfig {
         check_kind(&self.targets, path, &mut ids, &mut errors);
         check_kind(&self.certificates, path, &mut ids, &mut errors);
         check_kind(&self.snis, path, &mut ids, &mut errors);
+        check_kind(&self.ca_certificates, path, &mut ids, &mut errors);
         let empty = IdSet::default();
         let resolve = |kind: EntityKind, id: &Uuid| ids.get(&kind).unwrap_or(&empty).contains(id);
         check_refs(&self.services, path, &resolve, &mut errors);

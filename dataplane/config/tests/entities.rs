@@ -173,7 +173,12 @@ fn references_follow_kong_semantics() {
     let r: Route = ok(json!({"paths": ["/"], "service": {"id": id}}));
     let refs = r.references();
     assert_eq!(
-        (refs[0].field, refs[0].kind, refs[0].id, refs[0].on_delete),
+        (
+            refs[0].field.as_ref(),
+            refs[0].kind,
+            refs[0].id,
+            refs[0].on_delete
+        ),
         ("service", EntityKind::Service, id, OnDelete::Restrict)
     );
     let p: Plugin = ok(json!({"name": "cors", "route": {"id": id}, "consumer": {"id": id}}));

@@ -4,8 +4,12 @@
 //! progress.
 //!
 //! Upstream TLS follows Kong: certificates are verified only when the service sets
-//! `tls_verify: true` (against the Mozilla roots); Kong's default, unset, does not verify,
-//! because internal upstreams commonly use private or self-signed certificates.
+//! `tls_verify: true`; Kong's default, unset, does not verify, because internal upstreams
+//! commonly use private or self-signed certificates. A verifying service trusts exactly its
+//! `ca_certificates` when it lists any (Kong's per-service `proxy_ssl_trusted_certificate`),
+//! otherwise the Mozilla roots (where Kong would use `lua_ssl_trusted_certificate`); the
+//! upstream's name (the service host, also sent as SNI) must match the certificate, and
+//! `tls_verify_depth` bounds the chain.
 
 use std::future::Future;
 use std::io;
@@ -18,7 +22,9 @@ use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tokio_rustls::client::TlsStream;
@@ -41,32 +47,85 @@ impl std::fmt::Debug for TimeoutConnector {
     }
 }
 
+/// How a service's upstream certificate is checked: Kong's `tls_verify`,
+/// `tls_verify_depth` and `ca_certificates`, resolved to certificates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub enum UpstreamTls {
+    /// Encrypt without verifying (Kong's default: `tls_verify` unset or false).
+    #[default]
+    Unverified,
+    /// Verify the chain and the name.
+    Verified {
+        /// DER of the trusted CA certificates; empty: the Mozilla roots.
+        roots: Vec<Vec<u8>>,
+        /// Kong's `tls_verify_depth`: how many certificates may stand above the upstream's
+        /// own one (the trusted CA included); `None`: no limit.
+        depth: Option<u8>,
+    },
+}
+
+/// A failed TLS handshake with an upstream (an unverifiable certificate, most often): kept
+/// as its own error so the proxy can log why it answered 502.
+#[derive(Debug, thiserror::Error)]
+#[error("TLS handshake with upstream {host} failed: {source}")]
+pub struct UpstreamTlsError {
+    /// The name the certificate was checked against.
+    pub host: String,
+    /// What rustls reported.
+    #[source]
+    pub source: io::Error,
+}
+
 impl TimeoutConnector {
-    /// A connector with the given connect and write limits; `verify_tls` checks upstream
-    /// certificates against the Mozilla roots.
-    pub fn new(connect_timeout: Duration, write_timeout: Duration, verify_tls: bool) -> Self {
+    /// A connector with the given connect and write limits; `tls` says how upstream
+    /// certificates are checked. Fails when a CA certificate cannot be used as a root.
+    pub fn new(
+        connect_timeout: Duration,
+        write_timeout: Duration,
+        tls: &UpstreamTls,
+    ) -> anyhow::Result<Self> {
         let mut inner = HttpConnector::new();
         inner.set_connect_timeout(Some(connect_timeout));
         inner.set_nodelay(true);
         // https URIs are accepted; this connector adds the TLS layer itself.
         inner.enforce_http(false);
-        Self {
+        Ok(Self {
             inner,
             write_timeout,
-            tls: TlsConnector::from(upstream_tls_config(verify_tls)),
-        }
+            tls: TlsConnector::from(upstream_tls_config(tls)?),
+        })
     }
 }
 
-fn upstream_tls_config(verify: bool) -> Arc<rustls::ClientConfig> {
-    let mut config = if verify {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+fn upstream_tls_config(tls: &UpstreamTls) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut config = if let UpstreamTls::Verified { roots, depth } = tls {
+        let mut store = rustls::RootCertStore::empty();
+        if roots.is_empty() {
+            store.roots = webpki_roots::TLS_SERVER_ROOTS.to_vec();
+        }
+        for der in roots {
+            store
+                .add(CertificateDer::from(der.clone()))
+                .map_err(|e| anyhow::anyhow!("a CA certificate cannot be a trust anchor: {e}"))?;
+        }
+        let webpki = WebPkiServerVerifier::builder_with_provider(
+            Arc::new(store),
+            crate::tls::crypto_provider(),
+        )
+        .build()
+        .map_err(|e| anyhow::anyhow!("build the upstream certificate verifier: {e}"))?;
+        let verifier: Arc<dyn ServerCertVerifier> = match depth {
+            Some(depth) => Arc::new(DepthLimited {
+                inner: webpki,
+                depth: *depth,
+            }),
+            None => webpki,
         };
         rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())
             .with_safe_default_protocol_versions()
             .expect("ring supports the default TLS versions")
-            .with_root_certificates(roots)
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
             .with_no_client_auth()
     } else {
         rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())
@@ -78,7 +137,62 @@ fn upstream_tls_config(verify: bool) -> Arc<rustls::ClientConfig> {
     };
     // HTTP/1.1 only: the upstream pool speaks HTTP/1.1.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(config)
+    Ok(Arc::new(config))
+}
+
+/// webpki's verification plus Kong's `tls_verify_depth` (nginx's
+/// `proxy_ssl_verify_depth`): the upstream's own certificate is depth 0 and each
+/// certificate above it, up to the trusted CA, one more. webpki does not say which path it
+/// built, so the certificates the upstream sent above its own are counted, plus the anchor.
+#[derive(Debug)]
+struct DepthLimited {
+    inner: Arc<WebPkiServerVerifier>,
+    depth: u8,
+}
+
+impl ServerCertVerifier for DepthLimited {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified =
+            self.inner
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        if intermediates.len() + 1 > usize::from(self.depth) {
+            return Err(rustls::Error::General(format!(
+                "certificate chain too long: {} certificates above the upstream's own, tls_verify_depth is {}",
+                intermediates.len() + 1,
+                self.depth
+            )));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// Kong's default for upstream TLS (`tls_verify` unset): encrypt, do not verify.
@@ -97,7 +211,7 @@ impl NoVerification {
     }
 }
 
-impl rustls::client::danger::ServerCertVerifier for NoVerification {
+impl ServerCertVerifier for NoVerification {
     fn verify_server_cert(
         &self,
         _end_entity: &rustls::pki_types::CertificateDer<'_>,
@@ -162,10 +276,13 @@ impl tower_service::Service<Uri> for TimeoutConnector {
         Box::pin(async move {
             let stream = connecting.await.map_err(Box::new)?;
             let transport = if https {
-                let name = ServerName::try_from(host)
+                let name = ServerName::try_from(host.clone())
                     .map_err(|e| Box::new(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
                 let tcp = stream.into_inner();
-                let tls_stream = tls.connect(name, tcp).await.map_err(Box::new)?;
+                let tls_stream = tls
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|source| UpstreamTlsError { host, source })?;
                 Transport::Tls(Box::new(TokioIo::new(tls_stream)))
             } else {
                 Transport::Plain(stream)

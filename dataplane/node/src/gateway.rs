@@ -20,6 +20,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::balancer::{Balancer, HealthRegistry};
+use crate::connector::UpstreamTls;
 use crate::license::LicenseState;
 use crate::metrics::Metrics;
 use crate::proxy::{UpstreamClient, UpstreamClients};
@@ -374,35 +375,56 @@ pub fn compile(
         })
         .collect();
     let ms = |v: u32| Duration::from_millis(u64::from(v));
-    let services = config
-        .services
-        .iter()
-        .map(|s| {
-            (
-                s.id,
-                ServiceRuntime {
-                    id: s.id,
-                    protocol: s.protocol,
-                    host: s.host.clone(),
-                    port: s.port,
-                    address: format!("{}:{}", s.host, s.port),
-                    host_value: crate::balancer::host_value(None, &s.host, s.port),
-                    path: s.path.clone(),
-                    retries: s.retries,
-                    connect_timeout: ms(s.connect_timeout),
-                    read_timeout: ms(s.read_timeout),
-                    write_timeout: ms(s.write_timeout),
-                    enabled: s.enabled,
-                    balancer: balancers.get(&s.host.to_ascii_lowercase()).cloned(),
-                    client: clients.client(
-                        ms(s.connect_timeout),
-                        ms(s.write_timeout),
-                        s.tls_verify == Some(true),
-                    ),
-                },
-            )
-        })
-        .collect();
+    // DER of every CA certificate, for the services that trust them.
+    let mut ca_der: HashMap<Uuid, Vec<u8>> = HashMap::new();
+    for ca in &config.ca_certificates {
+        let info = ca
+            .inspect()
+            .map_err(|e| anyhow::anyhow!("ca certificate {}: {e}", ca.id))
+            .map_err(ApplyError::Compile)?;
+        ca_der.insert(ca.id, info.der);
+    }
+    let mut services = HashMap::new();
+    for s in &config.services {
+        let tls = if s.tls_verify == Some(true) {
+            UpstreamTls::Verified {
+                // Validation guarantees every id resolves.
+                roots: s
+                    .ca_certificates
+                    .iter()
+                    .flatten()
+                    .filter_map(|id| ca_der.get(id).cloned())
+                    .collect(),
+                depth: s.tls_verify_depth,
+            }
+        } else {
+            UpstreamTls::Unverified
+        };
+        let client = clients
+            .client(ms(s.connect_timeout), ms(s.write_timeout), &tls)
+            .map_err(|e| {
+                ApplyError::Compile(e.context(format!("service {}: upstream TLS", s.id)))
+            })?;
+        services.insert(
+            s.id,
+            ServiceRuntime {
+                id: s.id,
+                protocol: s.protocol,
+                host: s.host.clone(),
+                port: s.port,
+                address: format!("{}:{}", s.host, s.port),
+                host_value: crate::balancer::host_value(None, &s.host, s.port),
+                path: s.path.clone(),
+                retries: s.retries,
+                connect_timeout: ms(s.connect_timeout),
+                read_timeout: ms(s.read_timeout),
+                write_timeout: ms(s.write_timeout),
+                enabled: s.enabled,
+                balancer: balancers.get(&s.host.to_ascii_lowercase()).cloned(),
+                client,
+            },
+        );
+    }
     let counts = EntityKind::ALL
         .iter()
         .map(|k| (k.collection(), config.count(*k)))

@@ -19,7 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::balancer::{Balancer, BalancerTarget, Outcome};
-use crate::connector::TimeoutConnector;
+use crate::connector::{TimeoutConnector, UpstreamTls, UpstreamTlsError};
 use crate::gateway::{CompiledConfig, Gateway, ServiceRuntime};
 use crate::idle::IdleTimeoutBody;
 use crate::metrics::UpstreamError;
@@ -67,31 +67,36 @@ impl Downstream {
 /// Pooled upstream HTTP client.
 pub type UpstreamClient = Client<TimeoutConnector, ProxyBody>;
 
-/// Pooled upstream HTTP clients, one per distinct (connect, write, verify) triple (the
-/// connector owns them). Looked up when a config is compiled, never per request.
+/// Pooled upstream HTTP clients, one per distinct (connect, write, TLS check) triple (the
+/// connector owns them). Looked up when a config is compiled, never per request. Services
+/// trusting different CA certificates never share a pool, so a connection verified against
+/// one service's CAs is never reused for another's.
 #[derive(Debug, Default)]
 pub struct UpstreamClients {
-    by_settings: Mutex<HashMap<(Duration, Duration, bool), UpstreamClient>>,
+    by_settings: Mutex<HashMap<(Duration, Duration, UpstreamTls), UpstreamClient>>,
 }
 
 impl UpstreamClients {
-    /// The pooled client for these settings (created on first use, then reused).
+    /// The pooled client for these settings (created on first use, then reused). Fails when
+    /// the TLS settings hold a CA certificate rustls cannot use.
     pub fn client(
         &self,
         connect_timeout: Duration,
         write_timeout: Duration,
-        verify_tls: bool,
-    ) -> UpstreamClient {
+        tls: &UpstreamTls,
+    ) -> anyhow::Result<UpstreamClient> {
         let mut map = self.by_settings.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry((connect_timeout, write_timeout, verify_tls))
-            .or_insert_with(|| {
-                let connector = TimeoutConnector::new(connect_timeout, write_timeout, verify_tls);
-                Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(Duration::from_secs(60))
-                    .pool_max_idle_per_host(512)
-                    .build(connector)
-            })
-            .clone()
+        let key = (connect_timeout, write_timeout, tls.clone());
+        if let Some(client) = map.get(&key) {
+            return Ok(client.clone());
+        }
+        let connector = TimeoutConnector::new(connect_timeout, write_timeout, tls)?;
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(512)
+            .build(connector);
+        map.insert(key, client.clone());
+        Ok(client)
     }
 }
 
@@ -530,7 +535,16 @@ async fn proxy(
                 if err.is_connect() {
                     target.report(Outcome::TcpFailure);
                     gateway.metrics.upstream_error(UpstreamError::Connect);
-                    tracing::debug!(target = %target.address(), error = %err, "upstream connect failed");
+                    match find_in_chain::<UpstreamTlsError>(&err) {
+                        // Not a network hiccup: the operator must learn why the upstream
+                        // was refused (unknown CA, wrong name, expired, chain too long).
+                        Some(tls) => {
+                            tracing::warn!(target = %target.address(), error = %tls, "upstream TLS handshake failed");
+                        }
+                        None => {
+                            tracing::debug!(target = %target.address(), error = %err, "upstream connect failed");
+                        }
+                    }
                     last_error = BAD_RESPONSE;
                     // Nothing reached the upstream: safe to retry whatever the method.
                     if body.is_none() && !retryable_body {
@@ -564,6 +578,20 @@ async fn proxy(
         }
     }
     json_error(last_error.0, last_error.1)
+}
+
+/// The first error of type `E` in `err`'s `source()` chain.
+fn find_in_chain<'e, E: std::error::Error + 'static>(
+    err: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e E> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// Whether `err` or any error in its `source()` chain satisfies `test`.

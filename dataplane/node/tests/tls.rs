@@ -142,3 +142,41 @@ async fn https_clients_get_http_1_1_from_the_fast_path_and_http_2_when_they_offe
     }
     dp.dp.shutdown().await;
 }
+
+#[tokio::test]
+async fn upstream_certificates_are_verified_against_the_services_ca_certificates() {
+    let pki = support::TestPki::generate();
+    let other = support::TestPki::generate();
+    let up = support::https_upstream_with(&pki.cert, &pki.key).await;
+    let right = "0f6a1c3e-1b7a-4f43-9a55-3c1f1c1a0b01";
+    let wrong = "0f6a1c3e-1b7a-4f43-9a55-3c1f1c1a0b02";
+    let service = |name: &str, verify: bool, ca: &str, extra: &str| {
+        format!(
+            "  - name: {name}\n    url: https://127.0.0.1:{port}\n    tls_verify: {verify}\n    ca_certificates: [{ca}]\n    retries: 0\n{extra}    routes: [{{name: {name}, paths: [/{name}]}}]\n",
+            port = up.port()
+        )
+    };
+    let yaml = format!(
+        "_format_version: \"3.0\"\nca_certificates:\n  - id: {right}\n    cert: |\n{}  - id: {wrong}\n    cert: |\n{}services:\n{}{}{}{}",
+        indent(&pki.ca),
+        indent(&other.ca),
+        service("right", true, right, ""),
+        service("wrong", true, wrong, ""),
+        service("off", false, wrong, ""),
+        service("shallow", true, right, "    tls_verify_depth: 0\n"),
+    );
+    let dp = Dp::start(&yaml).await;
+    let status = |path: &'static str| {
+        let url = format!("{}{path}", dp.base);
+        async move { reqwest::get(url).await.expect("send").status().as_u16() }
+    };
+    // Signed by the CA the service trusts, for the name it dials: verified.
+    assert_eq!(status("/right/x").await, 200);
+    // Another CA: Kong's 502.
+    assert_eq!(status("/wrong/x").await, 502);
+    // tls_verify false: encrypted, not verified, whatever the CA list says.
+    assert_eq!(status("/off/x").await, 200);
+    // The trusted CA stands one level above the certificate: depth 0 is too shallow.
+    assert_eq!(status("/shallow/x").await, 502);
+    dp.dp.shutdown().await;
+}

@@ -36,6 +36,9 @@ struct Credential {
     id: Uuid,
     id_header: HeaderValue,
     consumer: Arc<ConsumerInfo>,
+    /// Unix seconds from which the key is refused (Kong's `ttl`, made absolute by the
+    /// control plane); `None`: never.
+    expires_at: Option<i64>,
 }
 
 /// Consumers and keys of one configuration, shared by every key-auth instance.
@@ -48,7 +51,8 @@ pub(crate) struct Identities {
 
 impl Identities {
     /// Indexes consumers and credentials. Credentials of unknown consumers are dropped
-    /// (config validation already refuses them); `ttl` is ignored (keys do not expire).
+    /// (config validation already refuses them). Expired keys stay indexed: expiry is
+    /// checked per request, so a key stops working at its second without a new config.
     pub fn build(config: &GatewayConfig) -> Self {
         let mut ids = Self::default();
         for c in &config.consumers {
@@ -73,6 +77,7 @@ impl Identities {
                     id: cred.id,
                     id_header: uuid_header(cred.id),
                     consumer,
+                    expires_at: cred.expires_at,
                 },
             );
         }
@@ -179,17 +184,19 @@ impl KeyAuthPlugin {
     }
 
     /// Runs the access phase: `Ok(None)` when skipped (preflight), `Ok(Some)` with who the
-    /// request is, `Err` with the response to send.
+    /// request is, `Err` with the response to send. `now` (Unix seconds) is read only when
+    /// the presented key has an expiry.
     pub fn access(
         &self,
         ids: &Identities,
         req: &mut AccessRequest<'_>,
+        now: &dyn Fn() -> i64,
     ) -> Result<Option<Authenticated>, Refusal> {
         // Kong skips any OPTIONS request here, not only true CORS preflights.
         if !self.run_on_preflight && req.method == Method::OPTIONS {
             return Ok(None);
         }
-        match self.authenticate(ids, req) {
+        match self.authenticate(ids, req, now) {
             Ok(cred) => {
                 set_consumer(req.headers, &cred.consumer, Some(cred));
                 Ok(Some(Authenticated {
@@ -227,6 +234,7 @@ impl KeyAuthPlugin {
         &self,
         ids: &'i Identities,
         req: &mut AccessRequest<'_>,
+        now: &dyn Fn() -> i64,
     ) -> Result<&'i Credential, Failure> {
         // Look the key up while the request is only borrowed (no copy of the key), then
         // hide it.
@@ -234,7 +242,15 @@ impl KeyAuthPlugin {
             if key.is_empty() {
                 return Err(Failure::NoKey);
             }
-            ids.by_key.get(key).ok_or(Failure::Invalid)
+            match ids.by_key.get(key) {
+                // An expired key is answered exactly like an unknown one (Kong's DB-less
+                // lookup no longer finds it).
+                Some(cred) if cred.expires_at.is_some_and(|at| now() >= at) => {
+                    Err(Failure::Invalid)
+                }
+                Some(cred) => Ok(cred),
+                None => Err(Failure::Invalid),
+            }
         };
         let mut found = None;
         for (name, header) in &self.key_names {

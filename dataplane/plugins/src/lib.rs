@@ -17,7 +17,8 @@
 //!
 //! # Known differences from Kong
 //! - `key-auth`: `key_in_body` is not supported (treated as false: the proxy streams bodies);
-//!   credential `ttl` is ignored (keys never expire); unknown-key message is
+//!   credential `ttl` is enforced from the control plane's `expires_at` (a key loaded from a
+//!   local declarative file with `ttl` but no `expires_at` never expires); unknown-key message is
 //!   `Invalid authentication credentials` (Kong < 3.7; Kong 3.7+ says `Unauthorized`).
 //! - `rate-limiting`: every policy (`cluster`, `redis`) counts in local memory, per process;
 //!   counters are keyed by plugin id (Kong keys by the plugin's route/service scope); a

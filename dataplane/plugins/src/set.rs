@@ -121,7 +121,8 @@ impl PluginSet {
         self.access_with_clock(req, SystemTime::now)
     }
 
-    /// [`Self::access`] with an explicit clock for rate-limit windows (tests, replays).
+    /// [`Self::access`] with an explicit clock for rate-limit windows and key expiry (tests,
+    /// replays).
     pub fn access_at(&self, req: &mut AccessRequest<'_>, now: SystemTime) -> AccessOutcome {
         self.access_with_clock(req, || now)
     }
@@ -129,8 +130,12 @@ impl PluginSet {
     fn access_with_clock(
         &self,
         req: &mut AccessRequest<'_>,
-        now: impl FnOnce() -> SystemTime,
+        clock: impl Fn() -> SystemTime,
     ) -> AccessOutcome {
+        // Read the clock at most once per request, and only if a plugin needs it (a key with
+        // an expiry, a rate limit).
+        let read = std::cell::OnceCell::new();
+        let now = || *read.get_or_init(|| unix_secs(clock()));
         let mut ctx = PluginContext::default();
         let https = req.scheme_is_https;
         let (route, service) = (req.route_id, req.service_id);
@@ -149,7 +154,7 @@ impl PluginSet {
 
         if let Some(key_auth) = self.key_auth.lookup(route, service, None) {
             if key_auth.runs_on(https) {
-                match key_auth.plugin.access(&self.identities, req) {
+                match key_auth.plugin.access(&self.identities, req, &now) {
                     Ok(Some(who)) => {
                         ctx.consumer_id = Some(who.consumer);
                         ctx.credential_id = who.credential;
@@ -177,7 +182,7 @@ impl PluginSet {
                     consumer,
                     credential: ctx.credential_id,
                 };
-                match limit.plugin.access(req, client, unix_secs(now())) {
+                match limit.plugin.access(req, client, now()) {
                     Ok(headers) => ctx.rate_limit = headers,
                     Err(response) => return self.respond(*response, ctx),
                 }

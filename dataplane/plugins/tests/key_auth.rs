@@ -78,7 +78,8 @@ fn valid_header_key_identifies_the_consumer() {
     // Without hide_credentials the key stays.
     assert_eq!(header(h, "apikey"), Some("alice-key"));
 
-    // Bob has no custom_id: a client-sent one is cleared. His key has a ttl (ignored).
+    // Bob has no custom_id: a client-sent one is cleared. His key has a ttl but no expiry
+    // stamped by a control plane (a local declarative file): it does not expire.
     let mut req = Req::get()
         .key("bob-key")
         .header("x-consumer-custom-id", "fake");
@@ -164,4 +165,65 @@ fn run_on_preflight_false_skips_options() {
     let authenticated = key_auth(json!({}));
     let (r, _) = answered(Req::get().method(Method::OPTIONS).run(&authenticated));
     assert_eq!(r.status(), 401);
+}
+
+/// The base config with alice's key expiring `secs` after [`t0`].
+fn expiring_key_auth(secs: u64) -> fleetgate_plugins::PluginSet {
+    let mut config = base_config();
+    let expiry = at(secs)
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_secs();
+    config.keyauth_credentials[0].ttl = Some(60);
+    config.keyauth_credentials[0].expires_at = Some(i64::try_from(expiry).expect("fits"));
+    config.plugins = vec![plugin(1, "key-auth", json!({}))];
+    match fleetgate_plugins::PluginSet::build(
+        &config,
+        std::sync::Arc::new(fleetgate_plugins::RateLimitCounters::new()),
+    ) {
+        Ok(set) => set,
+        Err(e) => panic!("config must build: {e}"),
+    }
+}
+
+#[test]
+fn a_key_is_admitted_until_it_expires_then_refused_like_an_unknown_one() {
+    let set = expiring_key_auth(60);
+    // Live: the last second before expiry still authenticates.
+    for secs in [0, 59] {
+        let ctx = proceed(Req::get().key("alice-key").run_at(&set, at(secs)));
+        assert_eq!(ctx.consumer_id, Some(ALICE), "at t0+{secs}");
+        assert_eq!(ctx.credential_id, Some(ALICE_CRED));
+    }
+    // Expired from its second on: the same answer as a key that never existed, checked
+    // per request against the clock (no new config needed).
+    let unknown = answered(Req::get().key("nope").run_at(&set, at(60))).0;
+    for secs in [60, 3600] {
+        let (r, ctx) = answered(Req::get().key("alice-key").run_at(&set, at(secs)));
+        assert_eq!(r.status(), 401, "at t0+{secs}");
+        assert_eq!(body(&r), body(&unknown));
+        assert_eq!(
+            header(r.headers(), "www-authenticate"),
+            Some(r#"Key realm="kong""#)
+        );
+        assert_eq!(ctx.consumer_id, None);
+    }
+    // Other keys are untouched.
+    let ctx = proceed(Req::get().key("bob-key").run_at(&set, at(3600)));
+    assert_eq!(ctx.consumer_id, Some(BOB));
+}
+
+#[test]
+fn an_expired_key_falls_back_to_the_anonymous_consumer() {
+    let mut config = base_config();
+    config.keyauth_credentials[0].expires_at = Some(1);
+    config.plugins = vec![plugin(1, "key-auth", json!({"anonymous": "bob"}))];
+    let set = fleetgate_plugins::PluginSet::build(
+        &config,
+        std::sync::Arc::new(fleetgate_plugins::RateLimitCounters::new()),
+    )
+    .expect("builds");
+    let ctx = proceed(Req::get().key("alice-key").run_at(&set, t0()));
+    assert_eq!(ctx.consumer_id, Some(BOB));
+    assert_eq!(ctx.credential_id, None);
 }

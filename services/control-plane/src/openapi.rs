@@ -11,8 +11,8 @@ mod portals_billing;
 use std::collections::BTreeMap;
 
 use fleetgate_config::{
-    Certificate, Consumer, EntityKind, FieldError, KeyAuthCredential, Plugin, Route, Service, Sni,
-    Target, Upstream,
+    CaCertificate, Certificate, Consumer, EntityKind, FieldError, KeyAuthCredential, Plugin, Route,
+    Service, Sni, Target, Upstream,
 };
 use utoipa::openapi::path::{
     HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn, PathItemBuilder,
@@ -485,6 +485,7 @@ fn operations() -> Vec<Op> {
         (EntityKind::Target, "Target"),
         (EntityKind::Certificate, "Certificate"),
         (EntityKind::Sni, "Sni"),
+        (EntityKind::CaCertificate, "CaCertificate"),
     ] {
         entity_ops(
             kind,
@@ -704,6 +705,7 @@ pub fn document() -> OpenApi {
     add_schema::<Target>(&mut schemas);
     add_schema::<Certificate>(&mut schemas);
     add_schema::<Sni>(&mut schemas);
+    add_schema::<CaCertificate>(&mut schemas);
     add_schema::<SyncStatus>(&mut schemas);
     add_schema::<Node>(&mut schemas);
     add_schema::<MetricName>(&mut schemas);

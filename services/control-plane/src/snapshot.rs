@@ -59,6 +59,7 @@ pub fn config_from_rows(
             EntityKind::Target => config.targets.push(decode(kind, body)?),
             EntityKind::Certificate => config.certificates.push(decode(kind, body)?),
             EntityKind::Sni => config.snis.push(decode(kind, body)?),
+            EntityKind::CaCertificate => config.ca_certificates.push(decode(kind, body)?),
         }
     }
     Ok(config)

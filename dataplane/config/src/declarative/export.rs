@@ -22,7 +22,7 @@ pub fn export_yaml(cfg: &GatewayConfig) -> String {
 
 /// Exports to Kong's declarative form as JSON: `_format_version: "3.0"`, routes nested under
 /// their service, key-auth credentials under consumers, targets under upstreams, snis under
-/// certificates, and plugins under their owner when they have exactly one (otherwise
+/// certificates, CA certificates top-level under `ca_certificates`, and plugins under their owner when they have exactly one (otherwise
 /// top-level, referring to entities by name when they have one). Ids are included so a
 /// re-import preserves them.
 pub fn export_value(cfg: &GatewayConfig) -> Value {
@@ -157,6 +157,8 @@ pub fn export_value(cfg: &GatewayConfig) -> Value {
         .map(|s| object(s, &[]))
         .collect();
 
+    let ca_certificates: Vec<Value> = cfg.ca_certificates.iter().map(|c| object(c, &[])).collect();
+
     let plugins: Vec<Value> = global
         .into_iter()
         .map(|plugin| {
@@ -182,6 +184,7 @@ pub fn export_value(cfg: &GatewayConfig) -> Value {
         ("targets", targets),
         ("certificates", certificates),
         ("snis", snis),
+        ("ca_certificates", ca_certificates),
     ] {
         if !list.is_empty() {
             doc.insert(key.into(), Value::Array(list));

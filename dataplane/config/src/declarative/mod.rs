@@ -121,7 +121,8 @@ fn reference_fields(kind: EntityKind) -> &'static [(&'static str, EntityKind)] {
         ],
         EntityKind::Target => &[("upstream", EntityKind::Upstream)],
         EntityKind::Sni => &[("certificate", EntityKind::Certificate)],
-        EntityKind::Consumer | EntityKind::Certificate => &[],
+        // A service's ca_certificates are a plain list of ids: nothing to resolve by name.
+        EntityKind::Consumer | EntityKind::Certificate | EntityKind::CaCertificate => &[],
     }
 }
 
@@ -419,6 +420,7 @@ impl Importer {
                 EntityKind::Target => self.parse_into(list, &mut config.targets, p),
                 EntityKind::Certificate => self.parse_into(list, &mut config.certificates, p),
                 EntityKind::Sni => self.parse_into(list, &mut config.snis, p),
+                EntityKind::CaCertificate => self.parse_into(list, &mut config.ca_certificates, p),
             }
         }
         (config, paths)
@@ -464,7 +466,8 @@ fn parent_natural_key(
     named.unwrap_or_else(|| format!("{scope}#{index}"))
 }
 
-/// Natural key of a child entity (plugin, target, key-auth credential, sni) once its
+/// Natural key of a child entity (plugin, target, key-auth credential, sni) or a CA
+/// certificate once its
 /// references are resolved; the position is used only when nothing else identifies it.
 fn child_natural_key(kind: EntityKind, body: &Map<String, Value>, index: usize) -> String {
     let ref_id = |field: &str| {
@@ -493,6 +496,14 @@ fn child_natural_key(kind: EntityKind, body: &Map<String, Value>, index: usize) 
             None => format!("{}#{index}", ref_id("consumer")),
         },
         EntityKind::Sni => format!("name:{}", str_field(body, "name").unwrap_or_default()),
+        // The certificate identifies a CA certificate, wherever it is written.
+        EntityKind::CaCertificate => match str_field(body, "cert") {
+            Some(cert) => format!(
+                "cert:{}",
+                hex::encode(Sha256::digest(cert.trim().as_bytes()))
+            ),
+            None => format!("-#{index}"),
+        },
         _ => format!("-#{index}"),
     }
 }

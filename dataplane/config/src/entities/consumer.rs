@@ -70,14 +70,46 @@ impl Entity for Consumer {
 pub struct KeyAuthCredential {
     /// The consumer owning the key. Required.
     pub consumer: Option<EntityRef>,
+    /// When the key stops working, Unix seconds: `ttl` seconds after the credential was
+    /// created. Set by the control plane when it stores the credential (see
+    /// [`KeyAuthCredential::stamp_expiry`]); read-only for clients. Data planes refuse the
+    /// key from this second on.
+    pub expires_at: Option<i64>,
     /// Id; nil until assigned.
     pub id: Uuid,
     /// The key; generated (32 hex characters) when a request leaves it out.
     pub key: String,
     /// Free-form tags.
     pub tags: Vec<String>,
-    /// Seconds the key stays valid.
+    /// Seconds the key stays valid after its creation (Kong's `ttl`); unset: forever.
     pub ttl: Option<u32>,
+}
+
+impl KeyAuthCredential {
+    /// Sets `expires_at` of a stored credential body from its `ttl` and the time the
+    /// credential was created (Unix seconds); removes it when there is no `ttl`. Kept on
+    /// JSON bodies because that is what the control plane's store writes.
+    pub fn stamp_expiry(body: &mut serde_json::Value, created_at: i64) {
+        let Some(map) = body.as_object_mut() else {
+            return;
+        };
+        match map.get("ttl").and_then(serde_json::Value::as_i64) {
+            Some(ttl) => {
+                map.insert(
+                    "expires_at".into(),
+                    serde_json::Value::from(created_at.saturating_add(ttl)),
+                );
+            }
+            None => {
+                map.remove("expires_at");
+            }
+        }
+    }
+
+    /// Whether the key is refused at `now` (Unix seconds): from `expires_at` on.
+    pub fn is_expired_at(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
 }
 
 /// Keys are secrets: Debug output (logs, panics) must not leak them.
@@ -85,6 +117,7 @@ impl std::fmt::Debug for KeyAuthCredential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyAuthCredential")
             .field("consumer", &self.consumer)
+            .field("expires_at", &self.expires_at)
             .field("id", &self.id)
             .field("key", &"<redacted>")
             .field("tags", &self.tags)

@@ -2,6 +2,7 @@
 //! alphabetical order: the canonical JSON relies on serde writing fields in declaration
 //! order (a test in `snapshot` proves the bytes have sorted keys).
 
+mod ca_certificate;
 mod certificate;
 mod consumer;
 mod healthchecks;
@@ -10,6 +11,7 @@ mod route;
 mod service;
 mod upstream;
 
+pub use ca_certificate::{inspect_ca_certificate, CaCertificate, CaInfo};
 pub use certificate::{Certificate, Sni};
 pub use consumer::{Consumer, KeyAuthCredential};
 pub use healthchecks::{

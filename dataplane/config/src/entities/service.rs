@@ -1,5 +1,7 @@
 //! The Service entity: an upstream API Kong proxies to.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -92,7 +94,8 @@ impl Protocol {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Service {
-    /// CA certificates (ids) used to verify the upstream's certificate.
+    /// CA certificates (ids) the upstream's certificate must chain to when `tls_verify` is
+    /// true; unset or empty: the Mozilla roots.
     pub ca_certificates: Option<Vec<Uuid>>,
     /// Client certificate presented to the upstream (mTLS).
     pub client_certificate: Option<EntityRef>,
@@ -172,14 +175,24 @@ impl Entity for Service {
     }
 
     fn references(&self) -> Vec<Reference> {
-        Reference::from_ref(
+        let mut refs: Vec<Reference> = Reference::from_ref(
             "client_certificate",
             EntityKind::Certificate,
             self.client_certificate.as_ref(),
             OnDelete::Restrict,
         )
         .into_iter()
-        .collect()
+        .collect();
+        // Kong refuses to delete a CA certificate a service still trusts.
+        for (i, id) in self.ca_certificates.iter().flatten().enumerate() {
+            refs.push(Reference {
+                field: Cow::Owned(format!("ca_certificates[{i}]")),
+                kind: EntityKind::CaCertificate,
+                id: *id,
+                on_delete: OnDelete::Restrict,
+            });
+        }
+        refs
     }
 
     fn validate(&self) -> Result<(), Vec<FieldError>> {
@@ -233,6 +246,25 @@ impl Entity for Service {
                 "client_certificate",
                 "value must be null: client_certificate can only be set when protocol is 'https' or 'tls'",
             );
+        }
+        if let Some(cas) = &self.ca_certificates {
+            if !matches!(
+                self.protocol,
+                Protocol::Https | Protocol::Grpcs | Protocol::Tls
+            ) {
+                errors.add(
+                    "ca_certificates",
+                    "value must be null: ca_certificates can only be set when protocol is 'https', 'grpcs' or 'tls'",
+                );
+            }
+            for (i, id) in cas.iter().enumerate() {
+                if cas[..i].contains(id) {
+                    errors.add(
+                        format!("ca_certificates[{i}]"),
+                        "duplicate CA certificate id",
+                    );
+                }
+            }
         }
         check_tags(&mut errors, &self.tags);
         errors.finish()

@@ -234,11 +234,49 @@ pub async fn deaf_upstream() -> SocketAddr {
 
 /// An HTTPS upstream (certificate for example.com) answering `{"tls": true, "path": …}`.
 pub async fn https_upstream() -> SocketAddr {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let cert =
         include_str!("../../../../services/control-plane/tests/fixtures/example.com.cert.pem");
     let key = include_str!("../../../../services/control-plane/tests/fixtures/example.com.key.pem");
+    https_upstream_with(cert, key).await
+}
+
+/// A test PKI: a CA, and a certificate it signed for `127.0.0.1` and `localhost`.
+pub struct TestPki {
+    /// The CA certificate (PEM).
+    pub ca: String,
+    /// The upstream's certificate (PEM).
+    pub cert: String,
+    /// The upstream's key (PEM).
+    pub key: String,
+}
+
+impl TestPki {
+    /// A fresh CA and upstream certificate.
+    pub fn generate() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().expect("ca key");
+        let ca = ca_params.self_signed(&ca_key).expect("ca cert");
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().expect("key");
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("params")
+            .signed_by(&key, &issuer)
+            .expect("cert");
+        Self {
+            ca: ca.pem(),
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+}
+
+/// An HTTPS upstream serving `cert` (a PEM chain) with `key`, answering
+/// `{"tls": true, "path": …}`.
+pub async fn https_upstream_with(cert: &str, key: &str) -> SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .expect("cert");

@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use fleetgate_config::{
-    parse_entity, Certificate, Consumer, Entity, EntityKind, EntityRef, KeyAuthCredential, Plugin,
-    Route, Service, Sni, Target, Upstream,
+    parse_entity, CaCertificate, Certificate, Consumer, Entity, EntityKind, EntityRef,
+    KeyAuthCredential, Plugin, Route, Service, Sni, Target, Upstream,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
     router = collection::<Target>(router);
     router = collection::<Certificate>(router);
     router = collection::<Sni>(router);
+    router = collection::<CaCertificate>(router);
     router
         .route(
             "/v2/control-planes/{control_plane_id}/core-entities/consumers/{consumer}/key-auth",
@@ -48,7 +49,7 @@ pub fn router() -> Router<AppState> {
 pub fn collection_path(kind: EntityKind) -> String {
     format!(
         "/v2/control-planes/{{control_plane_id}}/core-entities/{}",
-        kind.collection()
+        kind.path_segment()
     )
 }
 

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use anyhow::Context;
-use fleetgate_config::{Entity, EntityKind, OnDelete, Reference};
+use fleetgate_config::{Entity, EntityKind, KeyAuthCredential, OnDelete, Reference};
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
@@ -232,9 +232,15 @@ async fn write_entity(
         }
     }
     let now = now_unix();
-    let body = serde_json::to_string(&write.body).context("encode entity body")?;
-    let created_at = match existing {
-        Some(old) => {
+    let created_at = existing.map_or(now, |old| old.created_at);
+    let mut stored = write.body.clone();
+    if write.kind == EntityKind::KeyAuthCredential {
+        // Data planes refuse the key from `created_at + ttl` on.
+        KeyAuthCredential::stamp_expiry(&mut stored, created_at);
+    }
+    let body = serde_json::to_string(&stored).context("encode entity body")?;
+    match existing {
+        Some(_) => {
             clear_side_rows(conn, cp, write.kind, write.id).await?;
             sqlx::query(
                 "UPDATE core_entities SET body = $1, updated_at = $2 \
@@ -247,7 +253,6 @@ async fn write_entity(
             .bind(&id_s)
             .execute(&mut *conn)
             .await?;
-            old.created_at
         }
         None => {
             sqlx::query(
@@ -262,14 +267,13 @@ async fn write_entity(
             .bind(now)
             .execute(&mut *conn)
             .await?;
-            now
         }
-    };
+    }
     insert_side_rows(conn, cp, std::slice::from_ref(write)).await?;
     Ok(EntityRecord {
         kind: write.kind,
         id: write.id,
-        body: write.body.clone(),
+        body: stored,
         created_at,
         updated_at: now,
     })
@@ -373,7 +377,7 @@ async fn insert_side_rows(
                 .bind(cp_s.clone())
                 .bind(w.kind.collection())
                 .bind(w.id.to_string())
-                .bind(r.field)
+                .bind(r.field.as_ref())
                 .bind(r.kind.collection())
                 .bind(r.id.to_string())
                 .bind(on_delete_str(r.on_delete));
@@ -636,7 +640,17 @@ impl Store {
         let now = now_unix();
         let bodies = writes
             .iter()
-            .map(|w| serde_json::to_string(&w.body).map(|b| (w, b)))
+            .map(|w| {
+                if w.kind == EntityKind::KeyAuthCredential {
+                    // An imported key's ttl counts from the import, which creates it.
+                    let mut body = w.body.clone();
+                    KeyAuthCredential::stamp_expiry(&mut body, now);
+                    serde_json::to_string(&body)
+                } else {
+                    serde_json::to_string(&w.body)
+                }
+                .map(|b| (w, b))
+            })
             .collect::<Result<Vec<_>, _>>()
             .context("encode entity bodies")?;
         for chunk in bodies.chunks(INSERT_CHUNK) {
