@@ -63,6 +63,11 @@ struct ClusterArgs {
     /// Nodes not seen for longer than this are removed from `/nodes` (e.g. `14d`, `12h`).
     #[arg(long, env = "FLEETGATE_NODE_PURGE_AFTER", default_value = "14d", value_parser = parse_duration)]
     node_purge_after: Duration,
+    /// The `fleetgate-dp` binary served to cloud gateway nodes booting on a stock image
+    /// (`GET /v1/artifacts/fleetgate-dp` on the cluster listener); default: the one next to
+    /// this executable.
+    #[arg(long, env = "FLEETGATE_DP_ARTIFACT")]
+    dp_artifact: Option<std::path::PathBuf>,
 }
 
 impl From<ClusterArgs> for ClusterSettings {
@@ -71,6 +76,7 @@ impl From<ClusterArgs> for ClusterSettings {
             listen: args.cluster_listen,
             ping_interval: args.cluster_ping_interval,
             node_purge_after: args.node_purge_after,
+            dp_artifact: args.dp_artifact,
         }
     }
 }
@@ -152,13 +158,16 @@ struct CloudArgs {
         default_value = "local"
     )]
     cloud_provider: CloudProviderArg,
-    /// AMI of gateway nodes on AWS (an image with `fleetgate-dp` installed).
-    #[arg(long, env = "FLEETGATE_AWS_AMI_ID", default_value = "ami-fleetgate-dp")]
-    aws_ami_id: String,
+    /// AMI of gateway nodes on AWS, overriding the stock image (the newest Amazon Linux 2023
+    /// x86_64 of the region, to which the user data adds `fleetgate-dp` downloaded from this
+    /// control plane).
+    #[arg(long, env = "FLEETGATE_AWS_AMI_ID")]
+    aws_ami_id: Option<String>,
     /// Time between reconcile passes when nothing changes (API changes start one at once).
     #[arg(long, env = "FLEETGATE_CLOUD_RECONCILE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     cloud_reconcile_interval: Duration,
-    /// A launched gateway node that has not connected within this is replaced.
+    /// A launched gateway node that has not connected within this, or whose last ping is
+    /// older than this, is replaced.
     #[arg(long, env = "FLEETGATE_GATEWAY_NODE_CONNECT_DEADLINE", default_value = "10m", value_parser = parse_duration)]
     gateway_node_connect_deadline: Duration,
 }

@@ -160,6 +160,11 @@ pub async fn start_with(
             authority: state.licenses.clone(),
             store: state.store.clone(),
         }));
+    state
+        .cluster
+        .set_dp_artifact(Arc::new(crate::cluster::artifacts::DpArtifact::new(
+            cluster.dp_artifact.clone(),
+        )));
     let (stop, mut stopped) = watch::channel(false);
     let (cluster_addr, cluster_task) = listener::start(
         state.cluster.clone(),

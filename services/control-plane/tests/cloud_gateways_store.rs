@@ -263,6 +263,7 @@ async fn dataplane_groups_show_their_nodes_and_deleted_configurations_go_away() 
         cluster_endpoint: "cp.example:8005".into(),
         cluster_server_name: "cp.example".into(),
         cluster_ca_cert_pem: String::new(),
+        dp_download: None,
     };
     let spec = group.spec(bootstrap.clone());
     assert_eq!(spec.configuration_id.to_string(), config);

@@ -29,8 +29,8 @@ pub mod types;
 pub use error::{CrashTiming, ProviderError, ReconcileError};
 pub use faulty::{Fault, FaultyProvider};
 pub use provider::{
-    tags, CloudProvider, Instance, InstanceOwner, InternetGateway, LaunchRequest, Operation, Route,
-    RouteTable, RouteTableAssociation, RouteTarget, SecurityGroup, Subnet,
+    tags, CloudProvider, Instance, InstanceOwner, InternetGateway, LaunchRequest, Operation,
+    Replacement, Route, RouteTable, RouteTableAssociation, RouteTarget, SecurityGroup, Subnet,
     TransitGatewayAttachment, Vpc,
 };
 pub use retry::RetryPolicy;

@@ -44,6 +44,42 @@ pub mod tags {
     pub const ATTACHMENT_ID: &str = "fleetgate:attachment-id";
     /// The human-readable name EC2's console shows.
     pub const NAME: &str = "Name";
+    /// On a replacement node: the instance it replaced.
+    pub const REPLACES: &str = "fleetgate:replaces";
+    /// On a replacement node: why its predecessor was replaced (at most 255 characters, EC2's
+    /// limit for a tag value).
+    pub const REPLACEMENT_REASON: &str = "fleetgate:replacement-reason";
+}
+
+/// Why a node was launched in place of another: kept in the new node's tags, so the record
+/// survives control-plane restarts and shows in the provider's console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacement {
+    /// The instance that was terminated.
+    pub instance_id: String,
+    /// Why, e.g. `silent for 612s since its last ping (deadline 600s)`.
+    pub reason: String,
+}
+
+impl Replacement {
+    /// The two tags that record it, the reason cut to EC2's 255-character tag-value limit.
+    pub fn tags(&self) -> [(&'static str, String); 2] {
+        let reason: String = self.reason.chars().take(255).collect();
+        [
+            (tags::REPLACES, self.instance_id.clone()),
+            (tags::REPLACEMENT_REASON, reason),
+        ]
+    }
+
+    /// Reads it back from an instance's tags.
+    pub fn from_tags<'a>(tag: impl Fn(&str) -> Option<&'a str>) -> Option<Self> {
+        Some(Self {
+            instance_id: tag(tags::REPLACES)?.to_string(),
+            reason: tag(tags::REPLACEMENT_REASON)
+                .unwrap_or_default()
+                .to_string(),
+        })
+    }
 }
 
 /// A VPC.
@@ -161,6 +197,8 @@ pub struct Instance {
     pub launched_at: Option<SystemTime>,
     /// The subnet it runs in.
     pub subnet_id: Option<String>,
+    /// The node it was launched in place of, and why (tags).
+    pub replaces: Option<Replacement>,
 }
 
 /// Everything needed to launch one gateway node.
@@ -178,6 +216,8 @@ pub struct LaunchRequest {
     pub join_token: String,
     /// Idempotency token for the create (≤ 64 ASCII characters).
     pub client_token: String,
+    /// The node this one replaces and why, recorded in its tags.
+    pub replaces: Option<Replacement>,
 }
 
 impl LaunchRequest {

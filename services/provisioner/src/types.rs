@@ -63,6 +63,20 @@ pub struct NodeBootstrap {
     pub cluster_server_name: String,
     /// PEM of the CA that signs the control plane's cluster certificate (public, not a secret).
     pub cluster_ca_cert_pem: String,
+    /// Where a node on a stock image downloads `fleetgate-dp` from the control plane, and the
+    /// SHA-256 it must have; `None`: the image has it already (`--aws-ami-id`), or the control
+    /// plane has no binary to serve.
+    #[serde(default)]
+    pub dp_download: Option<DpDownload>,
+}
+
+/// The node binary as the control plane serves it on its cluster listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DpDownload {
+    /// Path on the cluster endpoint, e.g. `/v1/artifacts/fleetgate-dp`.
+    pub path: String,
+    /// Lower-case hex SHA-256 of the bytes served.
+    pub sha256: String,
 }
 
 /// One dataplane group of a cloud-gateway configuration: `requested_instances` gateway nodes

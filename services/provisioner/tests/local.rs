@@ -14,7 +14,7 @@ use fleetgate_provisioner::local::{
 };
 use fleetgate_provisioner::reconcile::{
     delete_dataplane_group, delete_network, delete_transit_gateway, reconcile_dataplane_group,
-    reconcile_network, reconcile_transit_gateway, ClusterMembership, ReconcileContext,
+    reconcile_network, reconcile_transit_gateway, ClusterMembership, NodeContact, ReconcileContext,
 };
 use fleetgate_provisioner::state::{
     DataplaneGroupState, InstanceState, NetworkState, TransitGatewayState,
@@ -123,6 +123,7 @@ fn group_spec(network: &NetworkSpec, requested_instances: u32) -> DataplaneGroup
             cluster_endpoint: free_port().to_string(),
             cluster_server_name: "localhost".into(),
             cluster_ca_cert_pem: ca_certificate(),
+            dp_download: None,
         },
     }
 }
@@ -136,8 +137,8 @@ impl ClusterMembership for NoControlPlane {
         Ok(format!("fgjt_{}_{slot}", group.configuration_id.simple()))
     }
 
-    async fn has_connected(&self, _group: &DataplaneGroupSpec, _node: &ObservedNode) -> bool {
-        false
+    async fn last_contact(&self, _group: &DataplaneGroupSpec, _node: &ObservedNode) -> NodeContact {
+        NodeContact::Never
     }
 }
 
@@ -403,6 +404,7 @@ async fn a_reopened_provider_adopts_running_nodes_without_duplicates() {
         security_group_id: observed.security_group_id.clone().expect("sg"),
         join_token: "fgjt_token".into(),
         client_token: "the-same-token".into(),
+        replaces: None,
     };
     let a = env.provider.launch_instance(&launch).await.expect("launch");
     env.reopen().await;

@@ -1,10 +1,11 @@
 //! What the dataplane-group reconciler asks the control plane: a join token for each launch,
-//! and whether a launched node ever connected.
+//! and when a launched node last pinged (never, or how long ago: a node silent for the
+//! connect deadline is replaced).
 
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use fleetgate_provisioner::reconcile::ClusterMembership;
+use fleetgate_provisioner::reconcile::{ClusterMembership, NodeContact};
 use fleetgate_provisioner::types::{DataplaneGroupSpec, ObservedNode};
 use uuid::Uuid;
 
@@ -41,9 +42,9 @@ impl ClusterMembership for StoreMembership<'_> {
         Ok(token)
     }
 
-    async fn has_connected(&self, group: &DataplaneGroupSpec, node: &ObservedNode) -> bool {
+    async fn last_contact(&self, group: &DataplaneGroupSpec, node: &ObservedNode) -> NodeContact {
         let Some(hostname) = node.hostname.as_deref() else {
-            return false;
+            return NodeContact::Never;
         };
         // A cloud instance reports its OS host name, the first label of its private DNS name.
         let short = hostname.split('.').next().unwrap_or(hostname);
@@ -53,14 +54,17 @@ impl ClusterMembership for StoreMembership<'_> {
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         match self
             .store
-            .node_seen_with_hostname(group.control_plane_id, &[hostname, short], since)
+            .node_last_ping_with_hostname(group.control_plane_id, &[hostname, short], since)
             .await
         {
-            Ok(seen) => seen,
+            Ok(None) => NodeContact::Never,
+            Ok(Some(ping)) => NodeContact::LastPing(
+                UNIX_EPOCH + Duration::from_secs(u64::try_from(ping).unwrap_or_default()),
+            ),
             Err(e) => {
-                // Unknown is not "never": a store hiccup must not get a healthy node replaced.
+                // Unknown is not "silent": a store hiccup must not get a healthy node replaced.
                 tracing::warn!(error = %e, instance_id = %node.instance_id, "could not check whether a gateway node connected");
-                true
+                NodeContact::Unknown
             }
         }
     }

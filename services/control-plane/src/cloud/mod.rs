@@ -54,11 +54,13 @@ pub struct CloudSettings {
     pub local_extra_dp_settings: Vec<(String, String)>,
     /// The `fleetgate-dp` binary local nodes run; `None`: next to the current executable.
     pub local_dp_binary: Option<PathBuf>,
-    /// AMI and binary path of AWS gateway nodes.
+    /// AMI (default: the stock image, which downloads `fleetgate-dp` from the control plane)
+    /// and binary path of AWS gateway nodes.
     pub aws: AwsSettings,
     /// Time between passes when nothing wakes the driver.
     pub interval: Duration,
-    /// A node that has not connected this long after launch is replaced.
+    /// A node that has not connected this long after launch, or whose last ping is this old,
+    /// is replaced.
     pub node_connect_deadline: Duration,
     /// Lifetime of the join token a launched node trades for its certificate.
     pub join_token_ttl: Duration,
@@ -77,7 +79,7 @@ impl CloudSettings {
             local_root: data_dir.join("local-gateways"),
             local_extra_dp_settings: Vec::new(),
             local_dp_binary: None,
-            aws: AwsSettings::with_ami("ami-fleetgate-dp"),
+            aws: AwsSettings::stock(),
             interval: Duration::from_secs(10),
             node_connect_deadline: Duration::from_secs(600),
             join_token_ttl: Duration::from_secs(900),

@@ -13,12 +13,14 @@ use fleetgate_provisioner::reconcile::{
 };
 use fleetgate_provisioner::state::{DataplaneGroupState, NetworkState, TransitGatewayState};
 use fleetgate_provisioner::types::{
-    DataplaneGroupReport, NetworkObserved, NetworkReport, NodeBootstrap, TransitGatewayReport,
+    DataplaneGroupReport, DpDownload, NetworkObserved, NetworkReport, NodeBootstrap,
+    TransitGatewayReport,
 };
 use uuid::Uuid;
 
 use super::membership::StoreMembership;
 use super::{CloudSettings, Providers};
+use crate::cluster::artifacts::DP_ARTIFACT_PATH;
 use crate::cluster::tls::cluster_server_name;
 use crate::state::AppState;
 use crate::store::{
@@ -199,6 +201,7 @@ async fn converge_group(
                 .unwrap_or_else(|| state.settings.cluster_endpoint.clone()),
             cluster_server_name: cluster_server_name(group.control_plane_id),
             cluster_ca_cert_pem: state.cluster_tls.ca_pem().to_string(),
+            dp_download: node_binary(state).await,
         };
         let membership = StoreMembership {
             store,
@@ -311,4 +314,21 @@ async fn failed(
         resource.as_str(),
         id,
     );
+}
+
+/// Where nodes on a stock image download `fleetgate-dp` and its SHA-256 (hashed once per
+/// file version); `None` when this control plane has no binary to serve, which the AWS
+/// provider refuses for a stock image with the reason.
+async fn node_binary(state: &AppState) -> Option<DpDownload> {
+    let artifact = state.cluster.dp_artifact();
+    match artifact.digest().await {
+        Ok(digest) => Some(DpDownload {
+            path: DP_ARTIFACT_PATH.to_string(),
+            sha256: digest.sha256,
+        }),
+        Err(e) => {
+            tracing::debug!(error = %e, "no fleetgate-dp to offer booting gateway nodes");
+            None
+        }
+    }
 }

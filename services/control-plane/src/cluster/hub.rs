@@ -90,6 +90,8 @@ pub struct ClusterHub {
     analytics_retention: RwLock<Retention>,
     /// Node heartbeats waiting to be written in one batch.
     heartbeats: Arc<super::heartbeats::HeartbeatWriter>,
+    /// The node binary the cluster listener serves and cloud nodes are told the hash of.
+    dp_artifact: RwLock<Arc<super::artifacts::DpArtifact>>,
 }
 
 impl std::fmt::Debug for ClusterHub {
@@ -138,7 +140,21 @@ impl ClusterHub {
             license: RwLock::new(None),
             analytics_retention: RwLock::new(Retention::default()),
             heartbeats: Arc::default(),
+            dp_artifact: RwLock::new(Arc::new(super::artifacts::DpArtifact::new(None))),
         }
+    }
+
+    /// Sets which `fleetgate-dp` binary is served to booting nodes (done once at server start).
+    pub fn set_dp_artifact(&self, artifact: Arc<super::artifacts::DpArtifact>) {
+        *self.dp_artifact.write().unwrap_or_else(|p| p.into_inner()) = artifact;
+    }
+
+    /// The `fleetgate-dp` binary served to booting nodes.
+    pub fn dp_artifact(&self) -> Arc<super::artifacts::DpArtifact> {
+        self.dp_artifact
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Where sessions leave node heartbeats (written in batches by its task).

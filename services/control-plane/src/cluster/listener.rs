@@ -6,6 +6,8 @@
 //! [`identify`] (a database lookup) and before the upgrade is answered, so a missing, unknown,
 //! expired or deleted certificate gets a 401/403 on `/v1/outlet` with the reason instead of a
 //! session. `/v1/enrol` needs no certificate: the join token is the credential.
+//! `GET /v1/artifacts/fleetgate-dp` is plain HTTP (no upgrade, no credential): the node binary
+//! for cloud nodes booting on a stock image ([`artifacts`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,11 +23,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::enrol;
 use super::hub::ClusterHub;
 use super::identity::{identify, IdentifyError};
 use super::nodes::stopped;
 use super::session::{self, SessionContext, SessionIdentity};
+use super::{artifacts, enrol};
 use crate::store::now_unix;
 
 /// A TLS handshake plus upgrade request must finish within this (Kong's cluster timeout).
@@ -40,6 +42,9 @@ pub struct ClusterSettings {
     pub ping_interval: Duration,
     /// Nodes unseen for longer than this are removed from `/nodes`.
     pub node_purge_after: Duration,
+    /// The `fleetgate-dp` binary served at `/v1/artifacts/fleetgate-dp`; `None`: the one next
+    /// to the running executable.
+    pub dp_artifact: Option<std::path::PathBuf>,
 }
 
 impl Default for ClusterSettings {
@@ -48,6 +53,7 @@ impl Default for ClusterSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8005)),
             ping_interval: Duration::from_secs(30),
             node_purge_after: Duration::from_secs(14 * 24 * 3600),
+            dp_artifact: None,
         }
     }
 }
@@ -181,6 +187,22 @@ async fn connection(
         .peer_certificates()
         .and_then(|chain| chain.first())
         .map(|cert| cert.as_ref().to_vec());
+    let mut tls = tls;
+    let Ok(Some(head)) =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, artifacts::read_head(&mut tls)).await
+    else {
+        tracing::debug!(peer = %peer, "no request head within 5 s");
+        return;
+    };
+    if let Some((method, path)) = artifacts::request_line(&head) {
+        if path.starts_with(artifacts::ARTIFACTS_PREFIX) {
+            tracing::info!(peer = %peer, method, path, "artifact request");
+            artifacts::serve(&mut tls, method, path, &hub.dp_artifact()).await;
+            return;
+        }
+    }
+    // Everything else is a WebSocket upgrade, which reads the head again.
+    let tls = artifacts::Rewound::new(head, tls);
     let identity = match leaf {
         None => Err((
             StatusCode::UNAUTHORIZED,

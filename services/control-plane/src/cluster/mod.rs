@@ -2,6 +2,7 @@
 //! (cluster TLS material, which control plane a client certificate belongs to, licenses) and
 //! the listener and sessions that push config to them.
 
+pub mod artifacts;
 pub mod enrol;
 pub mod heartbeats;
 pub mod hub;

@@ -283,29 +283,29 @@ impl Store {
         Ok(())
     }
 
-    /// Whether a node of the control plane with one of these host names has been heard from
-    /// at or after `since` (Unix seconds): how the provisioner tells that a gateway node it
-    /// launched has joined.
-    pub async fn node_seen_with_hostname(
+    /// The latest ping (Unix seconds) at or after `since` of a node of the control plane with
+    /// one of these host names, if any: how the provisioner tells that a gateway node it
+    /// launched has joined, and whether it has gone silent since.
+    pub async fn node_last_ping_with_hostname(
         &self,
         cp: Uuid,
         hostnames: &[&str],
         since: i64,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<i64>> {
+        let mut latest: Option<i64> = None;
         for hostname in hostnames {
             let row = sqlx::query(
-                "SELECT 1 AS seen FROM nodes WHERE control_plane_id = $1 AND hostname = $2 \
-                 AND last_ping >= $3 LIMIT 1",
+                "SELECT MAX(last_ping) AS last_ping FROM nodes WHERE control_plane_id = $1 \
+                 AND hostname = $2 AND last_ping >= $3",
             )
             .bind(cp.to_string())
             .bind(*hostname)
             .bind(since)
-            .fetch_optional(self.pool())
+            .fetch_one(self.pool())
             .await?;
-            if row.is_some() {
-                return Ok(true);
-            }
+            let ping: Option<i64> = row.try_get("last_ping")?;
+            latest = latest.max(ping);
         }
-        Ok(false)
+        Ok(latest)
     }
 }

@@ -33,28 +33,63 @@ use crate::types::{NetworkSpec, TransitGatewaySpec};
 /// Settings of the AWS provider that are not per-resource desired state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsSettings {
-    /// AMI for gateway nodes in regions without an entry in `region_ami_ids`.
-    pub default_ami_id: String,
+    /// AMI for gateway nodes in regions without an entry in `region_ami_ids` (`--aws-ami-id`);
+    /// `None`: the newest [`StockImage`] of the region, found with `DescribeImages`.
+    pub default_ami_id: Option<String>,
     /// AMI per region (AMI ids are regional).
     pub region_ami_ids: BTreeMap<String, String>,
-    /// Path of `fleetgate-dp` on the AMI.
+    /// The public image nodes boot when no AMI is configured.
+    pub stock_image: StockImage,
+    /// Where `fleetgate-dp` is (installed) on the instance.
     pub dp_binary: String,
 }
 
-impl AwsSettings {
-    /// Settings with one AMI for every region and the binary in `/usr/local/bin`.
-    pub fn with_ami(ami_id: impl Into<String>) -> Self {
+/// A public image found by owner and name pattern: a stock distribution image, to which the
+/// user data adds `fleetgate-dp` (downloaded from the control plane) and a systemd unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockImage {
+    /// The image owner's account id.
+    pub owner: String,
+    /// `DescribeImages` name filter (`*` wildcards); the newest match wins.
+    pub name_pattern: String,
+}
+
+impl Default for StockImage {
+    /// Amazon Linux 2023 for x86_64 (owner `137112412989`, Amazon's): it ships curl,
+    /// sha256sum, systemd and cloud-init, which is all the user data needs.
+    fn default() -> Self {
         Self {
-            default_ami_id: ami_id.into(),
+            owner: "137112412989".into(),
+            name_pattern: "al2023-ami-2023.*-kernel-6.1-x86_64".into(),
+        }
+    }
+}
+
+impl AwsSettings {
+    /// Nodes boot the stock image ([`StockImage::default`]) and download `fleetgate-dp`.
+    pub fn stock() -> Self {
+        Self {
+            default_ami_id: None,
             region_ami_ids: BTreeMap::new(),
-            dp_binary: "/usr/local/bin/fleetgate-dp".into(),
+            stock_image: StockImage::default(),
+            dp_binary: crate::bootstrap::NODE_DP_BINARY.into(),
         }
     }
 
-    fn ami_for(&self, region: &str) -> &str {
+    /// Settings with one AMI for every region and the binary in `/usr/local/bin`.
+    pub fn with_ami(ami_id: impl Into<String>) -> Self {
+        Self {
+            default_ami_id: Some(ami_id.into()),
+            ..Self::stock()
+        }
+    }
+
+    /// The configured AMI for `region`, if any.
+    fn configured_ami(&self, region: &str) -> Option<&str> {
         self.region_ami_ids
             .get(region)
-            .map_or(self.default_ami_id.as_str(), String::as_str)
+            .map(String::as_str)
+            .or(self.default_ami_id.as_deref())
     }
 }
 
@@ -63,6 +98,8 @@ pub struct AwsProvider {
     base: SdkConfig,
     settings: AwsSettings,
     clients: Mutex<HashMap<String, Client>>,
+    /// The stock image found per region (looked up once per provider).
+    stock_images: Mutex<HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for AwsProvider {
@@ -99,6 +136,7 @@ impl AwsProvider {
             base,
             settings,
             clients: Mutex::new(HashMap::new()),
+            stock_images: Mutex::new(HashMap::new()),
         }
     }
 
@@ -447,7 +485,26 @@ impl CloudProvider for AwsProvider {
         nodes::find_instances(&self.client(region), owner).await
     }
     async fn launch_instance(&self, launch: &LaunchRequest) -> Result<Instance, ProviderError> {
-        nodes::launch_instance(&self.client(&launch.group.region), &self.settings, launch).await
+        let region = launch.group.region.as_str();
+        let client = self.client(region);
+        let image_id = match self.settings.configured_ami(region) {
+            Some(ami) => ami.to_string(),
+            None => {
+                let cached = self.stock_images.lock().get(region).cloned();
+                match cached {
+                    Some(ami) => ami,
+                    None => {
+                        let ami =
+                            nodes::find_stock_image(&client, &self.settings.stock_image).await?;
+                        self.stock_images
+                            .lock()
+                            .insert(region.to_string(), ami.clone());
+                        ami
+                    }
+                }
+            }
+        };
+        nodes::launch_instance(&client, &self.settings, &image_id, launch).await
     }
     async fn terminate_instances(
         &self,

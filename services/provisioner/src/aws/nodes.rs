@@ -1,16 +1,20 @@
 //! Gateway nodes on EC2: RunInstances (tagged in the call, with a client token),
-//! DescribeInstances by tag, TerminateInstances.
+//! DescribeInstances by tag, TerminateInstances; DescribeImages for the stock image.
 
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_ec2::types::{InstanceNetworkInterfaceSpecification, InstanceType, ResourceType};
+use aws_sdk_ec2::types::{
+    Filter, InstanceNetworkInterfaceSpecification, InstanceType, ResourceType,
+};
 use aws_sdk_ec2::Client;
 use base64::Engine as _;
 
-use super::{classify, gone_is_ok, missing, tag, tag_filter, tag_spec, tag_value, AwsSettings};
+use super::{
+    classify, gone_is_ok, missing, tag, tag_filter, tag_spec, tag_value, AwsSettings, StockImage,
+};
 use crate::bootstrap::render_user_data;
 use crate::error::ProviderError;
-use crate::provider::{tags, Instance, InstanceOwner, LaunchRequest};
+use crate::provider::{tags, Instance, InstanceOwner, LaunchRequest, Replacement};
 use crate::state::InstanceState;
 
 fn instance_view(i: &aws_sdk_ec2::types::Instance) -> Option<Instance> {
@@ -31,6 +35,7 @@ fn instance_view(i: &aws_sdk_ec2::types::Instance) -> Option<Instance> {
             SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
         }),
         subnet_id: i.subnet_id().map(str::to_string),
+        replaces: Replacement::from_tags(|key| tag_value(i.tags(), key)),
     })
 }
 
@@ -60,20 +65,75 @@ pub(super) async fn find_instances(
         .collect())
 }
 
+/// The newest available image of the stock owner matching its name pattern. None found is a
+/// refusal the user must fix (a region without the image, or a wrong pattern).
+pub(super) async fn find_stock_image(
+    client: &Client,
+    stock: &StockImage,
+) -> Result<String, ProviderError> {
+    const OP: &str = "describe images";
+    let out = client
+        .describe_images()
+        .owners(&stock.owner)
+        .filters(
+            Filter::builder()
+                .name("name")
+                .values(&stock.name_pattern)
+                .build(),
+        )
+        .filters(Filter::builder().name("state").values("available").build())
+        .send()
+        .await
+        .map_err(|e| classify(OP, e))?;
+    // Newest first by creation date, then by name (moto leaves creation dates out; the names
+    // carry the release date).
+    out.images()
+        .iter()
+        .filter(|i| i.image_id().is_some())
+        .max_by(|a, b| (a.creation_date(), a.name()).cmp(&(b.creation_date(), b.name())))
+        .and_then(|i| i.image_id())
+        .map(str::to_string)
+        .ok_or_else(|| ProviderError::Rejected {
+            operation: OP.into(),
+            code: "FleetgateNoStockImage".into(),
+            message: format!(
+                "no available image of owner {} named like {:?} in this region; set \
+                 --aws-ami-id to an image to boot",
+                stock.owner, stock.name_pattern
+            ),
+        })
+}
+
 pub(super) async fn launch_instance(
     client: &Client,
     settings: &AwsSettings,
+    image_id: &str,
     launch: &LaunchRequest,
 ) -> Result<Instance, ProviderError> {
     const OP: &str = "run instances";
     let group = &launch.group;
+    if settings.default_ami_id.is_none()
+        && !settings.region_ami_ids.contains_key(&group.region)
+        && group.bootstrap.dp_download.is_none()
+    {
+        // A stock image has no fleetgate-dp: without a download the node could never start.
+        return Err(ProviderError::Rejected {
+            operation: OP.into(),
+            code: "FleetgateNoNodeBinary".into(),
+            message: "gateway nodes boot a stock image and download fleetgate-dp from the \
+                      control plane, which has none to serve; install fleetgate-dp next to \
+                      fleetgate, start it with --dp-artifact PATH, or set --aws-ami-id to an \
+                      image that has fleetgate-dp"
+                .into(),
+        });
+    }
     let user_data = render_user_data(&group.bootstrap, &launch.join_token, &settings.dp_binary)
         .map_err(|e| ProviderError::Rejected {
             operation: OP.into(),
             code: "FleetgateInvalidBootstrap".into(),
             message: e.to_string(),
         })?;
-    let tags = vec![
+    let mut tags = vec![
         tag(tags::MANAGED_BY, tags::MANAGED_BY_VALUE),
         tag(tags::CONFIGURATION_ID, group.configuration_id.to_string()),
         tag(tags::CONTROL_PLANE_ID, group.control_plane_id.to_string()),
@@ -84,9 +144,12 @@ pub(super) async fn launch_instance(
             format!("fleetgate-dp {} #{}", group.configuration_id, launch.slot),
         ),
     ];
+    if let Some(replaces) = &launch.replaces {
+        tags.extend(replaces.tags().into_iter().map(|(k, v)| tag(k, v)));
+    }
     let out = client
         .run_instances()
-        .image_id(settings.ami_for(&group.region))
+        .image_id(image_id)
         .instance_type(InstanceType::from(group.instance_type.as_str()))
         .min_count(1)
         .max_count(1)

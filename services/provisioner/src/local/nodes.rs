@@ -21,7 +21,7 @@ use super::process::{NodeProcess, ProcessId};
 use super::{read_json, write_json, LocalProvider, LocalSettings};
 use crate::bootstrap::{render_dp_settings_with, toml_line, NodeLayout};
 use crate::error::ProviderError;
-use crate::provider::{tags, Instance, InstanceOwner, LaunchRequest};
+use crate::provider::{tags, Instance, InstanceOwner, LaunchRequest, Replacement};
 use crate::state::InstanceState;
 
 /// Tag with the node's proxy address (`127.0.0.1:<port>`), for a curl line.
@@ -106,6 +106,7 @@ impl InstanceRecord {
             private_dns_name: Some(self.hostname.clone()),
             launched_at: Some(from_ms(self.launched_at_ms)),
             subnet_id: Some(self.subnet_id.clone()),
+            replaces: Replacement::from_tags(|key| self.tags.get(key).map(String::as_str)),
         }
     }
 }
@@ -362,6 +363,9 @@ impl LocalProvider {
             tags::NAME.to_string(),
             format!("fleetgate-dp {} #{}", group.configuration_id, launch.slot),
         );
+        if let Some(replaces) = &launch.replaces {
+            tags.extend(replaces.tags().map(|(k, v)| (k.to_string(), v)));
+        }
         let record = InstanceRecord {
             hostname: format!("local-{}-{}", launch.slot, &simple[..8]),
             id,

@@ -139,6 +139,9 @@ impl NodeProcess {
     pub async fn stop(&mut self, grace: Duration) {
         let id = self.id();
         id.signal(Signal::SIGTERM);
+        // A stopped node (SIGSTOP, or a debugger) would hold the SIGTERM until the grace ran
+        // out; continuing it lets it exit cleanly now.
+        id.signal(Signal::SIGCONT);
         if tokio::time::timeout(grace, self.exited()).await.is_ok() {
             return;
         }

@@ -2,17 +2,21 @@
 //!
 //! Per pass: instances in slots at or above `requested_instances` are terminated (scale down);
 //! stopped ones, duplicates in a slot, and running ones that never connected within the
-//! deadline are terminated; every empty slot gets a launch (scale up, replacement). The slot
-//! tag is what makes a relaunch after a crash find the first launch instead of adding one.
+//! deadline or whose last ping is older than it ([`super::node_health`]) are terminated; every
+//! empty slot gets a launch (scale up, replacement), a replacement recording its predecessor
+//! and why in its tags. The slot tag is what makes a relaunch after a crash find the first
+//! launch instead of adding one, and the client token (named after the predecessor) what
+//! keeps a replacement from being launched twice.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use uuid::Uuid;
 
+use super::node_health::{replacement_reason, NodeContact};
 use super::{client_token, user_must_act, ClusterMembership, ReconcileContext};
 use crate::error::{ProviderError, ReconcileError};
-use crate::provider::{Instance, InstanceOwner, LaunchRequest};
+use crate::provider::{Instance, InstanceOwner, LaunchRequest, Replacement};
 use crate::state::{DataplaneGroupState, InstanceState};
 use crate::types::{DataplaneGroupReport, DataplaneGroupSpec, NetworkObserved, ObservedNode};
 
@@ -109,6 +113,8 @@ struct SlotPlan {
     keeper: Option<Instance>,
     /// The newest instance seen in the slot (any state): a launch after it uses a new token.
     newest: Option<Instance>,
+    /// The instance this pass terminates in the slot, and why.
+    replaces: Option<Replacement>,
 }
 
 async fn converge(
@@ -182,45 +188,31 @@ async fn converge(
             to_terminate.push((extra.id, format!("duplicate in slot {slot}")));
         }
         let Some(first) = first else { continue };
-        let keep = match first.state {
-            Some(InstanceState::Pending) => true,
+        let why = match first.state {
+            Some(InstanceState::Pending) => None,
             Some(InstanceState::Running) => {
-                let overdue = first
-                    .launched_at
-                    .and_then(|t| now.duration_since(t).ok())
-                    .is_some_and(|age| age >= ctx.node_connect_deadline);
-                let connected = match observed(&first) {
-                    Some(node) => membership.has_connected(group, &node).await,
-                    None => false,
+                let contact = match observed(&first) {
+                    Some(node) => membership.last_contact(group, &node).await,
+                    None => NodeContact::Never,
                 };
-                if overdue && !connected {
-                    to_terminate.push((
-                        first.id.clone(),
-                        format!(
-                            "never connected within {:?} of launch",
-                            ctx.node_connect_deadline
-                        ),
-                    ));
-                    false
-                } else {
-                    true
-                }
+                replacement_reason(now, first.launched_at, contact, ctx.node_connect_deadline)
             }
             // Stopped, stopping or unknown: a gateway node that is not running is replaced.
-            state => {
-                to_terminate.push((
-                    first.id.clone(),
-                    format!(
-                        "instance is {}",
-                        state.map_or("in an unknown state", InstanceState::as_str)
-                    ),
-                ));
-                false
-            }
+            state => Some(format!(
+                "instance is {}",
+                state.map_or("in an unknown state", InstanceState::as_str)
+            )),
         };
-        if keep {
-            if let Some(plan) = slots.get_mut(&slot) {
-                plan.keeper = Some(first);
+        if let Some(plan) = slots.get_mut(&slot) {
+            match why {
+                None => plan.keeper = Some(first),
+                Some(why) => {
+                    plan.replaces = Some(Replacement {
+                        instance_id: first.id.clone(),
+                        reason: why.clone(),
+                    });
+                    to_terminate.push((first.id, why));
+                }
             }
         }
     }
@@ -237,7 +229,7 @@ async fn converge(
             .await?;
     }
 
-    let mut nodes = Vec::new();
+    let mut instances = Vec::new();
     for (slot, plan) in &slots {
         let instance = match &plan.keeper {
             Some(keeper) => keeper.clone(),
@@ -254,14 +246,28 @@ async fn converge(
                 .await?
             }
         };
-        nodes.extend(observed(&instance));
+        instances.push(instance);
     }
 
+    let mut nodes = Vec::new();
     let mut connected = 0;
-    for node in nodes.iter().filter(|n| n.state == InstanceState::Running) {
-        if membership.has_connected(group, node).await {
+    let mut replaced = Vec::new();
+    for instance in &instances {
+        let Some(node) = observed(instance) else {
+            continue;
+        };
+        let is_connected = node.state == InstanceState::Running
+            && membership.last_contact(group, &node).await.connected();
+        if is_connected {
             connected += 1;
+        } else if let Some(r) = &instance.replaces {
+            // Until the replacement is in, the group says why its predecessor went.
+            replaced.push(format!(
+                "slot {} replaced {}: {}",
+                node.slot, r.instance_id, r.reason
+            ));
         }
+        nodes.push(node);
     }
     let requested = group.requested_instances;
     Ok(if connected == requested as usize {
@@ -271,11 +277,14 @@ async fn converge(
             nodes,
         }
     } else {
+        let mut reason = format!("{connected} of {requested} node(s) running and connected");
+        for r in replaced {
+            reason.push_str("; ");
+            reason.push_str(&r);
+        }
         DataplaneGroupReport {
             state: DataplaneGroupState::Initializing,
-            reason: Some(format!(
-                "{connected} of {requested} node(s) running and connected"
-            )),
+            reason: Some(reason),
             nodes,
         }
     })
@@ -313,6 +322,17 @@ async fn launch_into_slot(
             group.configuration_id,
             &format!("node/{slot}/after/{after}"),
         ),
+        replaces: plan.replaces.clone().or_else(|| {
+            // Terminated by an earlier pass that stopped before relaunching (a crash): the
+            // reason went with it, the predecessor did not.
+            plan.newest.as_ref().map(|i| Replacement {
+                instance_id: i.id.clone(),
+                reason: format!(
+                    "instance was {}",
+                    i.state.map_or("in an unknown state", InstanceState::as_str)
+                ),
+            })
+        }),
     };
     let step = format!("launch gateway node into slot {slot}");
     let launched = launch_once(ctx, &step, &launch).await;
@@ -323,7 +343,10 @@ async fn launch_into_slot(
         Err(e) => e.code() == Some("IdempotentParameterMismatch"),
     };
     if !stale {
-        let instance = launched?;
+        let mut instance = launched?;
+        if instance.replaces.is_none() {
+            instance.replaces.clone_from(&launch.replaces);
+        }
         tracing::info!(configuration_id = %group.configuration_id, slot, instance = %instance.id, "gateway node launched");
         return Ok(instance);
     }
@@ -332,7 +355,11 @@ async fn launch_into_slot(
         group.configuration_id,
         &format!("node/{slot}/fresh/{}", Uuid::new_v4()),
     );
-    Ok(launch_once(ctx, &step, &launch).await?)
+    let mut instance = launch_once(ctx, &step, &launch).await?;
+    if instance.replaces.is_none() {
+        instance.replaces = launch.replaces;
+    }
+    Ok(instance)
 }
 
 /// Launches one node, retried. The pass already saw the slot empty, so the first attempt

@@ -14,6 +14,7 @@
 mod dataplane_group;
 mod network;
 mod network_teardown;
+mod node_health;
 mod transit_gateway;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::types::{DataplaneGroupSpec, ObservedNode};
 
 pub use dataplane_group::{delete_dataplane_group, reconcile_dataplane_group};
 pub use network::{delete_network, ensure_network_unused, reconcile_network, NetworkInUse};
+pub use node_health::{replacement_reason, NodeContact};
 pub use transit_gateway::{delete_transit_gateway, reconcile_transit_gateway};
 
 /// What every reconciler needs: the provider and how patient to be with it.
@@ -41,8 +43,8 @@ pub struct ReconcileContext {
     pub retry: RetryPolicy,
     /// TCP ports the gateway nodes' security group opens to the world.
     pub gateway_ports: Vec<u16>,
-    /// A running node that has not connected to its control plane this long after launch is
-    /// replaced.
+    /// A running node that has not connected to its control plane this long after launch, or
+    /// whose last ping is this old, is replaced.
     pub node_connect_deadline: Duration,
 }
 
@@ -83,16 +85,17 @@ impl ReconcileContext {
 }
 
 /// What the control plane knows about its nodes, which the group reconciler needs and the
-/// provider cannot tell: join tokens, and whether a node ever connected.
+/// provider cannot tell: join tokens, and when a node last pinged.
 #[async_trait]
 pub trait ClusterMembership: Send + Sync {
     /// A fresh single-use, short-lived join token for the node about to be launched into
     /// `slot`. Called once per launch (not per retry of it).
     async fn join_token(&self, group: &DataplaneGroupSpec, slot: u32) -> anyhow::Result<String>;
 
-    /// Whether this instance's node has connected to the control plane (by private IP,
-    /// host name or the instance id it enrolled with — the control plane's choice).
-    async fn has_connected(&self, group: &DataplaneGroupSpec, node: &ObservedNode) -> bool;
+    /// When this instance's node last pinged the control plane since its launch (matched by
+    /// private IP, host name or the instance id it enrolled with — the control plane's
+    /// choice); [`NodeContact::Unknown`] when that could not be found out.
+    async fn last_contact(&self, group: &DataplaneGroupSpec, node: &ObservedNode) -> NodeContact;
 }
 
 /// A permanent provider refusal becomes the report's `error` state; anything else stays an

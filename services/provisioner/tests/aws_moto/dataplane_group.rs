@@ -1,7 +1,8 @@
 //! Dataplane groups against moto: 3 tagged instances, scale to 1 terminates 2, a stopped node
-//! and a node that never connected are replaced, deleting the configuration terminates all.
+//! and a node that never connected are replaced, so is one that went silent (recording why in
+//! its replacement's tags), deleting the configuration terminates all.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use fleetgate_e2e::ec2::user_data;
 use fleetgate_provisioner::reconcile::{
@@ -278,4 +279,116 @@ async fn a_group_waits_for_its_network_and_a_lost_launch_answer_does_not_duplica
         live_instances(&env.ec2, group.configuration_id).await,
         (2, vec![0, 1])
     );
+}
+
+#[tokio::test]
+async fn a_node_that_went_silent_is_replaced_once_and_its_replacement_says_why() {
+    let env = Env::start().await;
+    let network = network_spec("10.23.0.0/16");
+    let ctx = env.ctx();
+    let net = reconcile_network(&ctx, &network).await.expect("network");
+    let membership = Membership::default();
+    let group = group_spec(&network, 2);
+    reconcile_dataplane_group(&ctx, &group, &net.observed, &membership)
+        .await
+        .expect("launch");
+    let first = reconcile_dataplane_group(&ctx, &group, &net.observed, &membership)
+        .await
+        .expect("pass after launch");
+    assert_eq!(first.state, DataplaneGroupState::Ready, "{first:?}");
+    let silent_id = first.nodes[1].instance_id.clone();
+
+    // Slot 1 pinged, then fell silent 11 minutes ago while its instance kept running: one
+    // minute less is within the 10-minute deadline and changes nothing.
+    let ago = |minutes: u64| SystemTime::now() - Duration::from_secs(minutes * 60);
+    membership
+        .last_ping
+        .lock()
+        .insert(silent_id.clone(), ago(9));
+    let patient = reconcile_dataplane_group(&ctx, &group, &net.observed, &membership)
+        .await
+        .expect("pass within the deadline");
+    assert_eq!(patient.state, DataplaneGroupState::Ready, "{patient:?}");
+    assert_eq!(patient.nodes, first.nodes);
+
+    membership
+        .last_ping
+        .lock()
+        .insert(silent_id.clone(), ago(11));
+    let replacing = reconcile_dataplane_group(&ctx, &group, &net.observed, &membership)
+        .await
+        .expect("pass past the deadline");
+    assert_eq!(replacing.state, DataplaneGroupState::Initializing);
+    let reason = replacing.reason.clone().unwrap_or_default();
+    assert!(
+        reason.starts_with("1 of 2 node(s) running and connected; slot 1 replaced ")
+            && reason.contains(&silent_id)
+            && reason.contains("since its last ping (deadline 600s)"),
+        "{reason}"
+    );
+    let replacement = replacing.nodes[1].instance_id.clone();
+    assert_ne!(replacement, silent_id);
+    assert_eq!(replacing.nodes[0], first.nodes[0]);
+
+    // The old instance is terminated, the new one records it and why in its tags.
+    let described = env
+        .ec2
+        .describe_instances()
+        .instance_ids(&silent_id)
+        .instance_ids(&replacement)
+        .send()
+        .await
+        .expect("describe both");
+    let all: Vec<_> = described
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .collect();
+    let old = all
+        .iter()
+        .find(|i| i.instance_id() == Some(silent_id.as_str()))
+        .expect("old instance");
+    assert!(
+        matches!(
+            old.state().and_then(|s| s.name()).map(|n| n.as_str()),
+            Some("shutting-down" | "terminated")
+        ),
+        "{old:?}"
+    );
+    let new = all
+        .iter()
+        .find(|i| i.instance_id() == Some(replacement.as_str()))
+        .expect("new instance");
+    let tag = |key: &str| {
+        new.tags()
+            .iter()
+            .find(|t| t.key() == Some(key))
+            .and_then(|t| t.value())
+            .map(str::to_string)
+    };
+    assert_eq!(tag(tags::REPLACES), Some(silent_id.clone()));
+    assert!(
+        tag(tags::REPLACEMENT_REASON).is_some_and(|r| r.starts_with("silent for 6")),
+        "{:?}",
+        tag(tags::REPLACEMENT_REASON)
+    );
+
+    // The replacement connects (the stand-in says it pinged just now): ready, and the next
+    // passes (each with a fresh context and provider, as after a control-plane restart: nothing
+    // is remembered between passes) change nothing.
+    for _ in 0..2 {
+        let (faulty, faulty_ctx) = env.faulty();
+        let settled = reconcile_dataplane_group(&faulty_ctx, &group, &net.observed, &membership)
+            .await
+            .expect("pass after the replacement");
+        assert_eq!(settled.state, DataplaneGroupState::Ready, "{settled:?}");
+        assert_eq!(settled.nodes[1].instance_id, replacement);
+        assert_eq!(faulty.mutating_calls(), 0);
+    }
+    assert_eq!(
+        live_instances(&env.ec2, group.configuration_id).await,
+        (2, vec![0, 1])
+    );
+    // 2 launches + 1 replacement.
+    assert_eq!(membership.tokens.lock().len(), 3);
 }

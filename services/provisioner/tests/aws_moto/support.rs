@@ -2,9 +2,10 @@
 //! a direct EC2 client to check results independently of the provider code, desired-state
 //! builders, a control-plane stand-in for join tokens and "connected", and a log capture.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::Filter;
@@ -12,7 +13,7 @@ use aws_sdk_ec2::Client;
 use fleetgate_e2e::ec2::{live_instances_tagged, tag_filter, tag_value};
 use fleetgate_e2e::{Moto, MOTO_REGION};
 use fleetgate_provisioner::aws::{AwsProvider, AwsSettings};
-use fleetgate_provisioner::reconcile::{ClusterMembership, ReconcileContext};
+use fleetgate_provisioner::reconcile::{ClusterMembership, NodeContact, ReconcileContext};
 use fleetgate_provisioner::types::{
     DataplaneGroupSpec, NetworkSpec, NodeBootstrap, ObservedNode, TransitGatewaySpec,
 };
@@ -122,6 +123,7 @@ pub fn group_spec(network: &NetworkSpec, requested_instances: u32) -> DataplaneG
             cluster_ca_cert_pem:
                 "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUTEST\n-----END CERTIFICATE-----\n"
                     .into(),
+            dp_download: None,
         },
     }
 }
@@ -144,12 +146,14 @@ pub fn attachment_spec(
     }
 }
 
-/// The control plane's side: hands out numbered join tokens, and says a node connected unless
-/// its instance id was marked as silent.
+/// The control plane's side: hands out numbered join tokens, and says a node pinged just now
+/// unless its instance id was marked as never heard from (`silent`) or given an older last
+/// ping (`last_ping`).
 #[derive(Default)]
 pub struct Membership {
     pub tokens: Mutex<Vec<String>>,
     pub silent: Mutex<HashSet<String>>,
+    pub last_ping: Mutex<HashMap<String, SystemTime>>,
 }
 
 #[async_trait]
@@ -165,8 +169,12 @@ impl ClusterMembership for Membership {
         Ok(token)
     }
 
-    async fn has_connected(&self, _group: &DataplaneGroupSpec, node: &ObservedNode) -> bool {
-        !self.silent.lock().contains(&node.instance_id)
+    async fn last_contact(&self, _group: &DataplaneGroupSpec, node: &ObservedNode) -> NodeContact {
+        if self.silent.lock().contains(&node.instance_id) {
+            return NodeContact::Never;
+        }
+        let ping = self.last_ping.lock().get(&node.instance_id).copied();
+        NodeContact::LastPing(ping.unwrap_or_else(SystemTime::now))
     }
 }
 
