@@ -76,7 +76,10 @@ async fn batches_over_the_session_are_acked_and_counted_once() {
         .await;
     assert_eq!(total(&data, "request_count"), 140);
     for point in &data {
-        assert_eq!(point["event"]["gateway_service"], json!(service.to_string()));
+        assert_eq!(
+            point["event"]["gateway_service"],
+            json!(service.to_string())
+        );
         assert_eq!(point["event"]["data_plane_node"], json!(node.to_string()));
     }
     let minute = f
@@ -290,7 +293,10 @@ async fn metrics_by_dimension_match_exact_counts_and_percentiles() {
             .iter()
             .find(|p| p["event"]["route"] == json!(route.to_string()))
             .expect("route point");
-        assert_eq!(point["event"]["data_plane_node"], json!(nodes[1].to_string()));
+        assert_eq!(
+            point["event"]["data_plane_node"],
+            json!(nodes[1].to_string())
+        );
         assert_eq!(point["event"]["request_count"].as_i64(), Some(expected));
     }
     assert_eq!(data.len(), 2);
@@ -309,10 +315,7 @@ async fn organisations_see_only_their_own_control_planes() {
         .metrics(json!({ "metrics": ["request_count"], "dimensions": ["control_plane"], "time_range": range }))
         .await;
     assert_eq!(mine.len(), 1);
-    assert_eq!(
-        mine[0]["event"]["control_plane"],
-        json!(f.cp.to_string())
-    );
+    assert_eq!(mine[0]["event"]["control_plane"], json!(f.cp.to_string()));
     let theirs = metrics_as(
         &f.app,
         &other,

@@ -104,12 +104,21 @@ async fn rollups_equal_the_sum_of_their_sources_and_are_idempotent() {
         minutes[0]["event"]["request_count"].as_i64(),
         Some(300 + 50)
     );
-    assert_eq!(total(&f.metrics(query("hourly")).await, "request_count"), 950);
-    assert_eq!(total(&f.metrics(query("daily")).await, "request_count"), 950);
+    assert_eq!(
+        total(&f.metrics(query("hourly")).await, "request_count"),
+        950
+    );
+    assert_eq!(
+        total(&f.metrics(query("daily")).await, "request_count"),
+        950
+    );
     rollup::run_once(&f.app.store, &retention, now_unix())
         .await
         .expect("rollup");
-    assert_eq!(total(&f.metrics(query("daily")).await, "request_count"), 950);
+    assert_eq!(
+        total(&f.metrics(query("daily")).await, "request_count"),
+        950
+    );
     assert_eq!(f.metrics(query("minutely")).await, minutes);
     f.app.stop().await;
 }

@@ -94,14 +94,20 @@ async fn register_list_show_delete() {
         .expect(201);
     let id = created.item_id();
     let item = &created.body["item"];
-    assert_eq!(item["fingerprint_sha256"], hex::encode(Sha256::digest(&der)));
+    assert_eq!(
+        item["fingerprint_sha256"],
+        hex::encode(Sha256::digest(&der))
+    );
     assert_eq!(item["subject"], "CN=node-1");
     assert!(item["not_after"].as_i64().expect("not_after") > now_unix());
     assert!(item["created_at"].as_i64().is_some());
     assert_eq!(item["updated_at"], item["created_at"]);
 
     let shown = app.get(&format!("{path}/{id}"), &admin).await.expect(200);
-    assert_eq!(der_of(shown.body["item"]["cert"].as_str().expect("cert")), der);
+    assert_eq!(
+        der_of(shown.body["item"]["cert"].as_str().expect("cert")),
+        der
+    );
     let list = app.get(&path, &admin).await.expect(200);
     assert_eq!(list.body["items"].as_array().expect("items").len(), 1);
     assert_eq!(list.body["page"]["total"], 1);

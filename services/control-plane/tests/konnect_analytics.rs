@@ -93,7 +93,11 @@ async fn a_relative_time_series_answers_in_explore_shape() {
     assert!(Uuid::parse_str(meta["query_id"].as_str().expect("query_id")).is_ok());
     assert_eq!(
         meta["metric_names"],
-        json!(["request_count", "response_latency_p99", "response_latency_average"])
+        json!([
+            "request_count",
+            "response_latency_p99",
+            "response_latency_average"
+        ])
     );
     assert_eq!(
         meta["metric_units"],
@@ -240,7 +244,12 @@ async fn what_is_not_recorded_is_refused_by_name() {
         "not recorded",
     )
     .await;
-    refused(json!({ "datasource": "llm_usage" }), "datasource", "api_usage").await;
+    refused(
+        json!({ "datasource": "llm_usage" }),
+        "datasource",
+        "api_usage",
+    )
+    .await;
     refused(
         json!({ "time_range": { "type": "relative", "time_range": "1h", "tz": "Europe/Paris" } }),
         "time_range.tz",

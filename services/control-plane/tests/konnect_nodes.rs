@@ -26,9 +26,18 @@ fn assert_certificate_shape(item: &Value) {
         Uuid::parse_str(item["id"].as_str().expect("id")).is_ok(),
         "{item}"
     );
-    assert!(item["cert"].as_str().expect("cert").contains("BEGIN CERTIFICATE"));
-    assert!(item["created_at"].is_i64(), "created_at is Unix seconds: {item}");
-    assert!(item["updated_at"].is_i64(), "updated_at is Unix seconds: {item}");
+    assert!(item["cert"]
+        .as_str()
+        .expect("cert")
+        .contains("BEGIN CERTIFICATE"));
+    assert!(
+        item["created_at"].is_i64(),
+        "created_at is Unix seconds: {item}"
+    );
+    assert!(
+        item["updated_at"].is_i64(),
+        "updated_at is Unix seconds: {item}"
+    );
     assert!(item["fingerprint_sha256"].is_string(), "{item}");
     assert!(item["subject"].is_string(), "{item}");
     assert!(item["not_after"].is_i64(), "{item}");
@@ -140,7 +149,10 @@ async fn dp_client_certificates_answer_in_konnect_shapes() {
         .await
         .expect(201);
     assert_certificate_shape(&generated.body["item"]);
-    assert!(generated.body["key"].as_str().expect("key").contains("PRIVATE KEY"));
+    assert!(generated.body["key"]
+        .as_str()
+        .expect("key")
+        .contains("PRIVATE KEY"));
 
     app.delete(&format!("{path}/{first_id}"), &token)
         .await
@@ -175,15 +187,9 @@ async fn nodes_answer_in_konnect_shapes() {
     let mut ids = Vec::new();
     for _ in 0..3 {
         let id = Uuid::new_v4();
-        let mut dp = DpConn::dial(
-            app.cluster_addr,
-            &app.cluster_ca_pem,
-            &cert,
-            id,
-            VERSION,
-        )
-        .await
-        .expect("dial the cluster listener");
+        let mut dp = DpConn::dial(app.cluster_addr, &app.cluster_ca_pem, &cert, id, VERSION)
+            .await
+            .expect("dial the cluster listener");
         dp.hello(VERSION, "").await;
         connections.push(dp);
         ids.push(id);

@@ -157,9 +157,11 @@ pub async fn list(
         .count_dp_certificates(caller.organization_id, cp)
         .await?;
     let items = records.into_iter().map(DpClientCertificate::from).collect();
-    Ok(Json(page.finish(items, total, |c: &DpClientCertificate| {
-        c.id.to_string()
-    })))
+    Ok(Json(page.finish(
+        items,
+        total,
+        |c: &DpClientCertificate| c.id.to_string(),
+    )))
 }
 
 /// Registers a certificate: 201 `{item}`.

@@ -32,7 +32,11 @@ pub(super) fn node_ops(ops: &mut Vec<Op>) {
             "nodes",
         )
         .cursor_paged()
-        .ok("200", "A page of nodes", Some(cursor_list(schema_ref("Node")))),
+        .ok(
+            "200",
+            "A page of nodes",
+            Some(cursor_list(schema_ref("Node"))),
+        ),
     );
     ops.push(
         Op::new(
@@ -107,7 +111,11 @@ pub(super) fn dp_certificate_ops(ops: &mut Vec<Op>) {
             "A registered certificate",
             tag,
         )
-        .ok("200", "The certificate", Some(item_of("DpClientCertificate"))),
+        .ok(
+            "200",
+            "The certificate",
+            Some(item_of("DpClientCertificate")),
+        ),
     );
     ops.push(
         Op::new(

@@ -227,7 +227,11 @@ impl Store {
     }
 
     /// How many certificates the control plane has (`page.total` of the list).
-    pub async fn count_dp_certificates(&self, org: Uuid, control_plane_id: Uuid) -> StoreResult<i64> {
+    pub async fn count_dp_certificates(
+        &self,
+        org: Uuid,
+        control_plane_id: Uuid,
+    ) -> StoreResult<i64> {
         let total: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM dp_client_certificates d \
              JOIN control_planes c ON c.id = d.control_plane_id \

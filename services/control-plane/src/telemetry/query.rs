@@ -426,20 +426,22 @@ pub fn parse(body: &Value, now: i64) -> Result<MetricsQuery, Vec<FieldError>> {
     let metrics = match obj.get("metrics") {
         None | Some(Value::Null) => Some(vec![Metric::RequestCount]),
         Some(Value::Array(a)) if a.is_empty() => Some(vec![Metric::RequestCount]),
-        _ => parse_list(
-            obj,
-            "metrics",
-            &mut errors,
-            |s| Metric::ALL.into_iter().find(|m| m.name() == s),
-            |s| {
-                let supported = names(&Metric::ALL, Metric::name);
-                if UNSUPPORTED_METRICS.contains(&s) {
-                    format!("{s:?} is not recorded by Fleetgate's telemetry; supported: {supported}")
-                } else {
-                    format!("unknown metric {s:?}; supported: {supported}")
-                }
-            },
-        ),
+        _ => {
+            parse_list(
+                obj,
+                "metrics",
+                &mut errors,
+                |s| Metric::ALL.into_iter().find(|m| m.name() == s),
+                |s| {
+                    let supported = names(&Metric::ALL, Metric::name);
+                    if UNSUPPORTED_METRICS.contains(&s) {
+                        format!("{s:?} is not recorded by Fleetgate's telemetry; supported: {supported}")
+                    } else {
+                        format!("unknown metric {s:?}; supported: {supported}")
+                    }
+                },
+            )
+        }
     };
     let dimensions = parse_list(
         obj,
@@ -563,7 +565,11 @@ fn parse_filters(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Aggrega
         None | Some(Value::Null) => return filter,
         Some(Value::Array(items)) => items,
         Some(_) => {
-            err(errors, "filters", "must be a list of {field, operator, value}");
+            err(
+                errors,
+                "filters",
+                "must be a list of {field, operator, value}",
+            );
             return filter;
         }
     };
@@ -579,7 +585,11 @@ fn parse_filters(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Aggrega
         };
         for key in obj.keys() {
             if !["field", "operator", "value"].contains(&key.as_str()) {
-                err(errors, at(key), "unknown field; expected field, operator, value");
+                err(
+                    errors,
+                    at(key),
+                    "unknown field; expected field, operator, value",
+                );
             }
         }
         let dimension = match obj.get("field").and_then(Value::as_str) {
@@ -618,7 +628,11 @@ fn parse_filters(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Aggrega
         let Some(dimension) = dimension else { continue };
         if emptiness {
             if obj.get("value").is_some_and(|v| !v.is_null()) {
-                err(errors, at("value"), "must be absent for empty and not_empty");
+                err(
+                    errors,
+                    at("value"),
+                    "must be absent for empty and not_empty",
+                );
                 continue;
             }
             // Ids are stored as "" when absent; a status code is never absent, so `empty`
@@ -636,7 +650,11 @@ fn parse_filters(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Aggrega
         let values = match obj.get("value") {
             Some(Value::Array(values)) if !values.is_empty() => values,
             _ => {
-                err(errors, at("value"), "is required for in and not_in: a non-empty list");
+                err(
+                    errors,
+                    at("value"),
+                    "is required for in and not_in: a non-empty list",
+                );
                 continue;
             }
         };
@@ -647,7 +665,9 @@ fn parse_filters(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Aggrega
             Dimension::StatusCode => {
                 let mut codes = Vec::new();
                 for (j, v) in values.iter().enumerate() {
-                    let code = v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()));
+                    let code = v
+                        .as_i64()
+                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()));
                     match code {
                         Some(code) if (100..=599).contains(&code) => codes.push(code),
                         _ => bad(errors, j, "must be an HTTP status code (100-599)"),
@@ -660,7 +680,11 @@ fn parse_filters(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Aggrega
                 for (j, v) in values.iter().enumerate() {
                     match v.as_str().and_then(status_class) {
                         Some(class) => codes.extend(class),
-                        None => bad(errors, j, "must be a status class: 1XX, 2XX, 3XX, 4XX or 5XX"),
+                        None => bad(
+                            errors,
+                            j,
+                            "must be a status class: 1XX, 2XX, 3XX, 4XX or 5XX",
+                        ),
                     }
                 }
                 filter.status_filters.push((codes, negate));
@@ -696,7 +720,10 @@ pub struct ExploreRecord {
 }
 
 /// Groups rows by bucket (with `time`) and the requested dimensions and computes the metrics.
-pub fn answer(query: &MetricsQuery, rows: Vec<(AggregateKey, AggregateValues)>) -> Vec<ExploreRecord> {
+pub fn answer(
+    query: &MetricsQuery,
+    rows: Vec<(AggregateKey, AggregateValues)>,
+) -> Vec<ExploreRecord> {
     let mut groups: BTreeMap<(i64, Vec<String>), (AggregateKey, AggregateValues)> = BTreeMap::new();
     for (key, values) in rows {
         let bucket = if query.by_time {

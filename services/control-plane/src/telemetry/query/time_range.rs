@@ -160,7 +160,11 @@ pub fn parse(value: Option<&Value>, now: i64, errors: &mut Vec<FieldError>) -> O
     }
 }
 
-fn unknown_keys(obj: &serde_json::Map<String, Value>, known: &[&str], errors: &mut Vec<FieldError>) {
+fn unknown_keys(
+    obj: &serde_json::Map<String, Value>,
+    known: &[&str],
+    errors: &mut Vec<FieldError>,
+) {
     for key in obj.keys() {
         if !known.contains(&key.as_str()) {
             err(
