@@ -173,6 +173,10 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Item<DpClientCertificate>>)> {
     caller.require_write()?;
     let cp = parse_id(&cp, "control plane")?;
+    // A body without `cert` names it, as Konnect's 400 does, rather than the whole body.
+    if body.as_object().is_some_and(|o| !o.contains_key("cert")) {
+        return Err(ApiError::field("cert", "is required: the certificate, PEM"));
+    }
     let body: CreateDpCertificate = parse_body(body)?;
     // 404 for another organisation's control plane before saying anything about the body.
     state
