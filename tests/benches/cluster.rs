@@ -288,7 +288,7 @@ async fn run(sessions: usize) -> anyhow::Result<()> {
                 None => format!("/v2/control-planes/{cp_id}/nodes?page[size]=1000"),
             };
             let page = call(&cp, reqwest::Method::GET, &path, None).await;
-            in_sync += page["data"]
+            in_sync += page["items"]
                 .as_array()
                 .map(|a| {
                     a.iter()
@@ -296,7 +296,7 @@ async fn run(sessions: usize) -> anyhow::Result<()> {
                         .count()
                 })
                 .unwrap_or(0);
-            match page["meta"]["page"]["next_cursor"].as_str() {
+            match page["page"]["next"].as_str() {
                 Some(c) if !c.is_empty() => after = Some(c.to_string()),
                 _ => break,
             }

@@ -313,7 +313,7 @@ impl ControlPlaneProcess {
                 None,
             )
             .await;
-        body["data"].as_array().cloned().unwrap_or_default()
+        body["items"].as_array().cloned().unwrap_or_default()
     }
 
     /// Data dir (for tests that look at generated files).

@@ -182,7 +182,7 @@ async fn quickstart_gives_two_gateway_nodes_that_proxy_the_demo_route_and_replac
         .to_string();
     let nodes_url = format!("{base}/v2/control-planes/{cp}/nodes");
     let in_sync = |nodes: &Value| {
-        let list = nodes["data"].as_array().cloned().unwrap_or_default();
+        let list = nodes["items"].as_array().cloned().unwrap_or_default();
         let good = list
             .iter()
             .filter(|n| n["connected"] == json!(true) && n["sync_status"] == json!("in_sync"))
@@ -195,7 +195,7 @@ async fn quickstart_gives_two_gateway_nodes_that_proxy_the_demo_route_and_replac
         async move { api(url).await.filter(|n| in_sync(n)) }
     })
     .await;
-    let node_ids: Vec<String> = first_nodes["data"]
+    let node_ids: Vec<String> = first_nodes["items"]
         .as_array()
         .expect("nodes")
         .iter()

@@ -73,7 +73,7 @@ async fn billed_calls(cp: &ControlPlaneProcess, periods: &[String]) -> i64 {
 }
 
 /// `request_count` per value of `dimension` over the last hour.
-async fn counts_by(cp: &ControlPlaneProcess, dimension: &str, since: i64) -> HashMap<String, i64> {
+async fn counts_by(cp: &ControlPlaneProcess, dimension: &str) -> HashMap<String, i64> {
     let body = cp
         .ok(
             Method::POST,
@@ -81,18 +81,17 @@ async fn counts_by(cp: &ControlPlaneProcess, dimension: &str, since: i64) -> Has
             Some(json!({
                 "metrics": ["request_count"],
                 "dimensions": [dimension],
-                "time_range": {"start": since - 60, "end": now() + 60},
-                "granularity": "minute",
+                "time_range": {"type": "relative", "time_range": "1h"},
             })),
         )
         .await;
     let mut counts = HashMap::new();
     for point in body["data"].as_array().cloned().unwrap_or_default() {
-        let key = match &point["dimensions"][dimension] {
+        let key = match &point["event"][dimension] {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        *counts.entry(key).or_default() += point["metrics"]["request_count"].as_i64().unwrap_or(0);
+        *counts.entry(key).or_default() += point["event"]["request_count"].as_i64().unwrap_or(0);
     }
     counts
 }
@@ -224,21 +223,21 @@ async fn every_proxied_request_is_billed_exactly_once_through_crashes_and_partit
     eprintln!("sent {sent} requests ({open} open, {keyed} keyed) through 5 CP crashes and 2 cuts per link; billed {billed}");
     assert_eq!(billed, sent, "billed API calls");
 
-    let by_consumer = counts_by(&cp, "consumer", started_at).await;
+    let by_consumer = counts_by(&cp, "consumer").await;
     assert_eq!(
         by_consumer.get(&consumer_id).copied(),
         Some(keyed),
         "{by_consumer:?}"
     );
-    let by_route = counts_by(&cp, "route", started_at).await;
+    let by_route = counts_by(&cp, "route").await;
     let mut route_counts: Vec<i64> = by_route.values().copied().collect();
     route_counts.sort();
     let mut want = vec![open, keyed];
     want.sort();
     assert_eq!(route_counts, want, "{by_route:?}");
-    let by_service = counts_by(&cp, "service", started_at).await;
+    let by_service = counts_by(&cp, "gateway_service").await;
     assert_eq!(by_service.values().sum::<i64>(), sent, "{by_service:?}");
-    let by_node = counts_by(&cp, "node", started_at).await;
+    let by_node = counts_by(&cp, "data_plane_node").await;
     assert_eq!(by_node.len(), 2, "{by_node:?}");
 }
 
@@ -265,7 +264,6 @@ async fn a_full_buffer_keeps_the_newest_records_and_reports_the_drop() {
     let dp = dp_via(&relay, &creds, &[("analytics_buffer_size_limit", "50")]).await;
     dp.wait_for_hash(&cp.expected_hash(&cp_id).await, WAIT)
         .await;
-    let started_at = now();
 
     relay.block();
     eventually(WAIT, "the node to see the link down", || async {
@@ -291,12 +289,12 @@ async fn a_full_buffer_keeps_the_newest_records_and_reports_the_drop() {
     })
     .await;
     let by_node = eventually(WAIT, "the buffered records to arrive", || async {
-        let counts = counts_by(&cp, "node", started_at).await;
+        let counts = counts_by(&cp, "data_plane_node").await;
         (counts.values().sum::<i64>() >= LIMIT).then_some(counts)
     })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let by_node_later = counts_by(&cp, "node", started_at).await;
+    let by_node_later = counts_by(&cp, "data_plane_node").await;
     assert_eq!(by_node, by_node_later);
     assert_eq!(by_node.values().sum::<i64>(), LIMIT, "{by_node:?} {node}");
 }
@@ -316,7 +314,6 @@ async fn secrets_in_requests_never_reach_the_control_plane_database() {
     let dp = dp_via(&relay, &creds, &[]).await;
     dp.wait_for_hash(&cp.expected_hash(&cp_id).await, WAIT)
         .await;
-    let started_at = now();
     let client = reqwest::Client::new();
     for _ in 0..5 {
         let resp = client
@@ -329,7 +326,7 @@ async fn secrets_in_requests_never_reach_the_control_plane_database() {
         assert_eq!(resp.status(), 200);
     }
     eventually(WAIT, "the requests to be counted", || async {
-        (counts_by(&cp, "node", started_at)
+        (counts_by(&cp, "data_plane_node")
             .await
             .values()
             .sum::<i64>()

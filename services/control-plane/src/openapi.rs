@@ -2,10 +2,12 @@
 //! schemas, and the operations are listed here next to the routers they describe. A test
 //! keeps `api-spec/openapi.yaml` equal to this output.
 
+mod analytics;
 mod cloud_gateways;
 mod control_planes;
 mod join_tokens;
 mod links;
+mod nodes;
 mod portals_billing;
 
 use std::collections::BTreeMap;
@@ -26,24 +28,14 @@ use utoipa::openapi::{
 };
 use utoipa::ToSchema;
 
-use crate::api::analytics::{
-    DimensionName, GranularityName, MetricName, MetricsFilter, MetricsMeta, MetricsRequest,
-    MetricsResponse, MetricsTimeRange,
-};
 use crate::api::declarative::ImportResult;
-use crate::api::dp_certificates::{
-    CreateDpCertificate, DpClientCertificate, GeneratedDpCertificate,
-};
 use crate::api::entities::collection_path;
 use crate::api::extract::PageMeta;
 use crate::api::licenses::{License, PutLicense};
-use crate::api::nodes::Node;
 use crate::api::paging::{CursorPageInfo, NumberedMeta};
 use crate::api::tokens::{CreateToken, CreatedToken};
-use crate::cluster::nodes::SyncStatus;
 use crate::error::Problem;
 use crate::store::{Organization, TokenRecord};
-use crate::telemetry::query::DataPoint;
 
 fn schema_ref(name: &str) -> RefOr<Schema> {
     RefOr::Ref(Ref::from_schema_name(name))
@@ -73,7 +65,6 @@ fn numbered_list(item: RefOr<Schema>) -> RefOr<Schema> {
 }
 
 /// `{items, page: {total, next}}`: Konnect's cursor list.
-#[allow(dead_code)] // until the node and certificate lists move to it
 fn cursor_list(item: RefOr<Schema>) -> RefOr<Schema> {
     ObjectBuilder::new()
         .property("items", ArrayBuilder::new().items(item))
@@ -202,7 +193,6 @@ impl Op {
     }
 
     /// Konnect's cursor pages.
-    #[allow(dead_code)] // until the node and certificate lists move to it
     fn cursor_paged(self) -> Self {
         self.listed(&[
             ("page[size]", "Items per page, 1 to 1000 (default 100)."),
@@ -502,9 +492,10 @@ fn operations() -> Vec<Op> {
         "core-entities",
         &mut ops,
     );
-    node_ops(&mut ops);
-    analytics_ops(&mut ops);
-    identity_ops(&mut ops);
+    nodes::node_ops(&mut ops);
+    nodes::dp_certificate_ops(&mut ops);
+    analytics::analytics_ops(&mut ops);
+    license_ops(&mut ops);
     control_planes::control_plane_ops(&mut ops);
     join_tokens::join_token_ops(&mut ops);
     portals_billing::portal_and_billing_ops(&mut ops);
@@ -512,76 +503,8 @@ fn operations() -> Vec<Op> {
     ops
 }
 
-/// dp-client-certificates and licenses: how data-plane nodes prove who they are, and what
-/// they may run under.
-fn identity_ops(ops: &mut Vec<Op>) {
-    let collection = crate::api::dp_certificates::COLLECTION;
-    let item = format!("{collection}/{{certificate_id}}");
-    let tag = "dp-client-certificates";
-    ops.push(
-        Op::new(
-            HttpMethod::Get,
-            collection,
-            "list_dp_client_certificates",
-            "List the certificates data-plane nodes of a control plane authenticate with",
-            tag,
-        )
-        .paged()
-        .ok(
-            "200",
-            "A page of certificates",
-            Some(page_of(schema_ref("DpClientCertificate"))),
-        ),
-    );
-    ops.push(
-        Op::new(
-            HttpMethod::Post,
-            collection,
-            "create_dp_client_certificate",
-            "Register a node certificate (pinned_client_certs) or a CA (pki_client_certs)",
-            tag,
-        )
-        .json_body(schema_ref("CreateDpCertificate"))
-        .ok("201", "Registered", Some(schema_ref("DpClientCertificate"))),
-    );
-    ops.push(
-        Op::new(
-            HttpMethod::Post,
-            &format!("{collection}/generate"),
-            "generate_dp_client_certificate",
-            "Issue a node certificate and its private key (the key is shown only in this answer)",
-            tag,
-        )
-        .ok(
-            "201",
-            "The certificate and its key",
-            Some(schema_ref("GeneratedDpCertificate")),
-        ),
-    );
-    ops.push(
-        Op::new(
-            HttpMethod::Get,
-            &item,
-            "get_dp_client_certificate",
-            "A registered certificate",
-            tag,
-        )
-        .ok(
-            "200",
-            "The certificate",
-            Some(schema_ref("DpClientCertificate")),
-        ),
-    );
-    ops.push(
-        Op::new(
-            HttpMethod::Delete,
-            &item,
-            "delete_dp_client_certificate",
-            "Unregister a certificate; nodes connected with it are disconnected",
-            tag,
-        )
-        .ok("204", "Deleted", None),
-    );
+/// Licenses: what data-plane nodes may run under.
+fn license_ops(ops: &mut Vec<Op>) {
     let license = crate::api::licenses::PATH;
     ops.push(
         Op::new(
@@ -603,63 +526,6 @@ fn identity_ops(ops: &mut Vec<Op>) {
         )
         .json_body(schema_ref("PutLicense"))
         .ok("200", "The new license", Some(schema_ref("License"))),
-    );
-}
-
-/// `/nodes`: the data-plane nodes the cluster listener has seen.
-/// `/v2/analytics/metrics`: telemetry aggregated by time and dimensions.
-fn analytics_ops(ops: &mut Vec<Op>) {
-    ops.push(
-        Op::new(
-            HttpMethod::Post,
-            "/v2/analytics/metrics",
-            "query_metrics",
-            "Request counts, error rates, latency percentiles and bytes of the organisation's \
-             control planes, by time bucket and dimensions",
-            "analytics",
-        )
-        .json_body(schema_ref("MetricsRequest"))
-        .ok(
-            "200",
-            "One point per bucket and combination of dimension values that had requests",
-            Some(schema_ref("MetricsResponse")),
-        ),
-    );
-}
-
-fn node_ops(ops: &mut Vec<Op>) {
-    let collection = "/v2/control-planes/{control_plane_id}/nodes";
-    let item = "/v2/control-planes/{control_plane_id}/nodes/{node_id}";
-    ops.push(
-        Op::new(
-            HttpMethod::Get,
-            collection,
-            "list_nodes",
-            "List the data-plane nodes of a control plane",
-            "nodes",
-        )
-        .paged()
-        .ok("200", "A page of nodes", Some(page_of(schema_ref("Node")))),
-    );
-    ops.push(
-        Op::new(
-            HttpMethod::Get,
-            item,
-            "get_node",
-            "A data-plane node",
-            "nodes",
-        )
-        .ok("200", "The node", Some(schema_ref("Node"))),
-    );
-    ops.push(
-        Op::new(
-            HttpMethod::Delete,
-            item,
-            "delete_node",
-            "Forget a disconnected data-plane node (409 while it is connected)",
-            "nodes",
-        )
-        .ok("204", "Deleted", None),
     );
 }
 
@@ -706,25 +572,13 @@ pub fn document() -> OpenApi {
     add_schema::<Certificate>(&mut schemas);
     add_schema::<Sni>(&mut schemas);
     add_schema::<CaCertificate>(&mut schemas);
-    add_schema::<SyncStatus>(&mut schemas);
-    add_schema::<Node>(&mut schemas);
-    add_schema::<MetricName>(&mut schemas);
-    add_schema::<DimensionName>(&mut schemas);
-    add_schema::<GranularityName>(&mut schemas);
-    add_schema::<MetricsFilter>(&mut schemas);
-    add_schema::<MetricsTimeRange>(&mut schemas);
-    add_schema::<MetricsRequest>(&mut schemas);
-    add_schema::<DataPoint>(&mut schemas);
-    add_schema::<MetricsMeta>(&mut schemas);
-    add_schema::<MetricsResponse>(&mut schemas);
-    add_schema::<CreateDpCertificate>(&mut schemas);
-    add_schema::<DpClientCertificate>(&mut schemas);
-    add_schema::<GeneratedDpCertificate>(&mut schemas);
     add_schema::<PutLicense>(&mut schemas);
     add_schema::<License>(&mut schemas);
     portals_billing::add_schemas(&mut schemas);
     cloud_gateways::add_schemas(&mut schemas);
     join_tokens::add_schemas(&mut schemas);
+    nodes::add_schemas(&mut schemas);
+    analytics::add_schemas(&mut schemas);
     let mut components = ComponentsBuilder::new().security_scheme(
         "bearer",
         SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),

@@ -34,35 +34,36 @@ async fn rollups_equal_the_sum_of_their_sources_and_are_idempotent() {
         f.ingest(node, 1, &records).await,
         IngestOutcome::Stored { .. }
     ));
-    let range = json!({ "start": base, "end": base + 180 });
+    let range = absolute(base, base + 180);
     let query = |granularity: &str| {
         json!({
-            "metrics": ["request_count", "error_rate", "latency_p99", "bytes_out"],
+            "metrics": ["request_count", "error_rate", "response_latency_p99", "response_size_sum"],
+            "dimensions": ["time"],
             "time_range": range,
             "granularity": granularity,
         })
     };
-    let ten = f.metrics(query("ten_seconds")).await;
-    let minutes = f.metrics(query("minute")).await;
+    let ten = f.metrics(query("tenSecondly")).await;
+    let minutes = f.metrics(query("minutely")).await;
     assert_eq!(minutes.len(), 3);
     for m in &minutes {
-        let start = m["timestamp"].as_i64().expect("timestamp");
+        let start = unix(&m["timestamp"]);
         let sources: Vec<Value> = ten
             .iter()
             .filter(|p| {
-                let t = p["timestamp"].as_i64().expect("timestamp");
+                let t = unix(&p["timestamp"]);
                 t >= start && t < start + 60
             })
             .cloned()
             .collect();
         assert_eq!(sources.len(), 6, "six 10 s buckets per minute");
         assert_eq!(
-            m["metrics"]["request_count"].as_i64(),
+            m["event"]["request_count"].as_i64(),
             Some(total(&sources, "request_count"))
         );
         assert_eq!(
-            m["metrics"]["bytes_out"].as_i64(),
-            Some(total(&sources, "bytes_out"))
+            m["event"]["response_size_sum"].as_i64(),
+            Some(total(&sources, "response_size_sum"))
         );
         let mut latencies: Vec<u32> = records
             .iter()
@@ -70,7 +71,7 @@ async fn rollups_equal_the_sum_of_their_sources_and_are_idempotent() {
             .map(|r| r.latency_total_us)
             .collect();
         assert_within_1pct(
-            &m["metrics"]["latency_p99"],
+            &m["event"]["response_latency_p99"],
             exact_quantile(&mut latencies, 0.99),
             "minute p99",
         );
@@ -84,9 +85,9 @@ async fn rollups_equal_the_sum_of_their_sources_and_are_idempotent() {
     rollup::run_once(&f.app.store, &retention, now_unix())
         .await
         .expect("rollup");
-    assert_eq!(f.metrics(query("minute")).await, minutes);
-    let hours = f.metrics(query("hour")).await;
-    let days = f.metrics(query("day")).await;
+    assert_eq!(f.metrics(query("minutely")).await, minutes);
+    let hours = f.metrics(query("hourly")).await;
+    let days = f.metrics(query("daily")).await;
     assert_eq!(total(&hours, "request_count"), 900);
     assert_eq!(total(&days, "request_count"), 900);
 
@@ -98,18 +99,27 @@ async fn rollups_equal_the_sum_of_their_sources_and_are_idempotent() {
         f.ingest(node, 2, &late).await,
         IngestOutcome::Stored { .. }
     ));
-    let minutes = f.metrics(query("minute")).await;
+    let minutes = f.metrics(query("minutely")).await;
     assert_eq!(
-        minutes[0]["metrics"]["request_count"].as_i64(),
+        minutes[0]["event"]["request_count"].as_i64(),
         Some(300 + 50)
     );
-    assert_eq!(total(&f.metrics(query("hour")).await, "request_count"), 950);
-    assert_eq!(total(&f.metrics(query("day")).await, "request_count"), 950);
+    assert_eq!(
+        total(&f.metrics(query("hourly")).await, "request_count"),
+        950
+    );
+    assert_eq!(
+        total(&f.metrics(query("daily")).await, "request_count"),
+        950
+    );
     rollup::run_once(&f.app.store, &retention, now_unix())
         .await
         .expect("rollup");
-    assert_eq!(total(&f.metrics(query("day")).await, "request_count"), 950);
-    assert_eq!(f.metrics(query("minute")).await, minutes);
+    assert_eq!(
+        total(&f.metrics(query("daily")).await, "request_count"),
+        950
+    );
+    assert_eq!(f.metrics(query("minutely")).await, minutes);
     f.app.stop().await;
 }
 
@@ -122,7 +132,7 @@ async fn retention_prunes_each_granularity_on_its_own_schedule() {
         .map(|i| record(f.cp, node, now * 1000 - i))
         .collect();
     f.ingest(node, 1, &records).await;
-    let range = json!({ "start": Granularity::Day.floor(now), "end": now + 60 });
+    let range = absolute(Granularity::Day.floor(now), now + 60);
     let count = |granularity: &'static str| {
         let f = &f;
         let range = range.clone();
@@ -130,6 +140,7 @@ async fn retention_prunes_each_granularity_on_its_own_schedule() {
             total(
                 &f.metrics(json!({
                     "metrics": ["request_count"],
+                    "dimensions": ["time"],
                     "time_range": range,
                     "granularity": granularity,
                 }))
@@ -144,21 +155,21 @@ async fn retention_prunes_each_granularity_on_its_own_schedule() {
         .expect("rollup");
     // Within the 10 s retention the batch id is remembered: a re-send is a duplicate.
     assert_eq!(f.ingest(node, 1, &records).await, IngestOutcome::Duplicate);
-    for g in ["ten_seconds", "minute", "hour", "day"] {
+    for g in ["tenSecondly", "minutely", "hourly", "daily"] {
         assert_eq!(count(g).await, 10, "{g} before pruning");
     }
     let report = rollup::run_once(&f.app.store, &retention, now + 3 * 86_400)
         .await
         .expect("prune 10 s");
     assert!(report.pruned > 0);
-    assert_eq!(count("ten_seconds").await, 0);
-    assert_eq!(count("minute").await, 10);
+    assert_eq!(count("tenSecondly").await, 0);
+    assert_eq!(count("minutely").await, 10);
     rollup::run_once(&f.app.store, &retention, now + 9 * 86_400)
         .await
         .expect("prune minutes");
-    assert_eq!(count("minute").await, 0);
-    assert_eq!(count("hour").await, 10);
-    assert_eq!(count("day").await, 10);
+    assert_eq!(count("minutely").await, 0);
+    assert_eq!(count("hourly").await, 10);
+    assert_eq!(count("daily").await, 10);
     f.app.stop().await;
 }
 

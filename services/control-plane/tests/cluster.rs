@@ -44,7 +44,7 @@ impl Fixture {
             )
             .await
             .expect(201)
-            .id();
+            .item_id();
         Self {
             app,
             token,
@@ -90,7 +90,8 @@ impl Fixture {
             )
             .await
             .expect(200)
-            .body
+            .body["item"]
+            .clone()
     }
 
     /// Polls the node until `check` holds.
@@ -103,7 +104,8 @@ impl Fixture {
                     &self.token,
                 )
                 .await;
-            (reply.status == 200 && check(&reply.body)).then_some(reply.body)
+            let node = &reply.body["item"];
+            (reply.status == 200 && check(node)).then(|| node.clone())
         })
         .await
     }
@@ -133,6 +135,11 @@ async fn hello_gets_license_then_latest_config_and_applied_shows_in_sync() {
     assert_eq!(node["connected"], true);
     assert_eq!(node["sync_status"], "out_of_sync");
     assert_eq!(node["version"], VERSION);
+    assert_eq!(node["type"], "kong-proxy");
+    assert_eq!(
+        node["compatibility_status"]["state"],
+        "COMPATIBILITY_STATE_UNKNOWN"
+    );
     assert!(node["cert_expiry"].as_i64().unwrap_or(0) > 0);
 
     dp.send(&DpMessage::Applied {
@@ -144,13 +151,19 @@ async fn hello_gets_license_then_latest_config_and_applied_shows_in_sync() {
         .await;
     assert_eq!(node["config_hash"], expected);
     assert!(node["last_ping"].as_i64().unwrap_or(0) > 0);
+    assert_eq!(
+        node["compatibility_status"]["state"],
+        "COMPATIBILITY_STATE_FULLY_COMPATIBLE"
+    );
+    assert_eq!(node["data_plane_cert_id"], f.cert_id.as_str());
 
     let list = f
         .app
         .get(&format!("/v2/control-planes/{}/nodes", f.cp), &f.token)
         .await
         .expect(200);
-    assert_eq!(list.body["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(list.body["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(list.body["page"]["total"], 1);
 
     // A connected node cannot be deleted; a disconnected one can.
     let path = format!("/v2/control-planes/{}/nodes/{node_id}", f.cp);
@@ -214,6 +227,14 @@ async fn a_rejected_config_is_recorded_and_not_resent_until_the_config_changes()
         .await;
     assert_eq!(node["errors"], json!(["routes[0]: regex does not compile"]));
     assert_eq!(node["rejected_config_hash"], hash);
+    assert_eq!(
+        node["compatibility_status"]["state"],
+        "COMPATIBILITY_STATE_INCOMPATIBLE"
+    );
+    assert_eq!(
+        node["compatibility_status"]["issues"][0]["code"],
+        "config_rejected"
+    );
     dp.close().await;
 
     // Reconnecting with the old config: the rejected hash is not sent again.
@@ -247,6 +268,10 @@ async fn version_skew_is_refused_with_a_reason_and_shown_in_nodes() {
         let node = f.node(node_id).await;
         assert_eq!(node["sync_status"], "incompatible");
         assert_eq!(node["sync_reason"], reason);
+        assert_eq!(
+            node["compatibility_status"]["issues"][0]["description"],
+            reason
+        );
         assert_eq!(node["connected"], false);
     }
 
@@ -373,8 +398,9 @@ async fn fifty_sessions_receive_the_same_version() {
     let mut path = format!("/v2/control-planes/{}/nodes?page[size]=20", f.cp);
     loop {
         let page = f.app.get(&path, &f.token).await.expect(200);
-        seen += page.body["data"].as_array().map(Vec::len).unwrap_or(0);
-        match page.body["meta"]["page"]["next_cursor"].as_str() {
+        seen += page.body["items"].as_array().map(Vec::len).unwrap_or(0);
+        assert_eq!(page.body["page"]["total"], 50);
+        match page.body["page"]["next"].as_str() {
             Some(cursor) => {
                 path = format!(
                     "/v2/control-planes/{}/nodes?page[size]=20&page[after]={cursor}",

@@ -92,19 +92,25 @@ async fn register_list_show_delete() {
         .post(&path, &admin, json!({"cert": pem}))
         .await
         .expect(201);
-    let id = created.id();
+    let id = created.item_id();
+    let item = &created.body["item"];
     assert_eq!(
-        created.body["fingerprint_sha256"],
+        item["fingerprint_sha256"],
         hex::encode(Sha256::digest(&der))
     );
-    assert_eq!(created.body["subject"], "CN=node-1");
-    assert!(created.body["not_after"].as_i64().expect("not_after") > now_unix());
-    assert!(created.body["created_at"].as_i64().is_some());
+    assert_eq!(item["subject"], "CN=node-1");
+    assert!(item["not_after"].as_i64().expect("not_after") > now_unix());
+    assert!(item["created_at"].as_i64().is_some());
+    assert_eq!(item["updated_at"], item["created_at"]);
 
     let shown = app.get(&format!("{path}/{id}"), &admin).await.expect(200);
-    assert_eq!(der_of(shown.body["cert"].as_str().expect("cert")), der);
+    assert_eq!(
+        der_of(shown.body["item"]["cert"].as_str().expect("cert")),
+        der
+    );
     let list = app.get(&path, &admin).await.expect(200);
-    assert_eq!(list.body["data"].as_array().expect("data").len(), 1);
+    assert_eq!(list.body["items"].as_array().expect("items").len(), 1);
+    assert_eq!(list.body["page"]["total"], 1);
 
     // The same certificate twice: 409 naming cert.
     let dup = app
@@ -121,7 +127,8 @@ async fn register_list_show_delete() {
         .await
         .expect(404);
     let list = app.get(&path, &admin).await.expect(200);
-    assert_eq!(list.body["data"], json!([]));
+    assert_eq!(list.body["items"], json!([]));
+    assert_eq!(list.body["page"]["total"], 0);
     app.stop().await;
 }
 
@@ -179,7 +186,7 @@ async fn organizations_and_roles_are_isolated() {
         .post(&path, &admin_a, json!({"cert": pem}))
         .await
         .expect(201)
-        .id();
+        .item_id();
     let item = format!("{path}/{id}");
 
     // Org B sees nothing of org A's control plane and cannot change it.
@@ -344,7 +351,7 @@ async fn generate_pki_issues_leaves_from_one_ca_per_control_plane() {
 
     // The CA is the one registered certificate; the leaves are signed by it.
     let list = app.get(&path, &admin).await.expect(200);
-    let data = list.body["data"].as_array().expect("data").clone();
+    let data = list.body["items"].as_array().expect("items").clone();
     assert_eq!(data.len(), 1);
     assert_eq!(data[0]["id"], Value::String(ca_id.clone()));
     let ca_der = der_of(data[0]["cert"].as_str().expect("ca"));
@@ -386,7 +393,7 @@ async fn identify_pinned_certificates() {
         .post(&certs_path(&cp1), &admin, json!({"cert": pem}))
         .await
         .expect(201)
-        .id();
+        .item_id();
     let org = app
         .store
         .organization_by_name("org-a")
@@ -494,7 +501,7 @@ async fn identify_pki_certificates_by_signature() {
         .post(&certs_path(&cp), &admin, json!({"cert": ca_pem}))
         .await
         .expect(201)
-        .id();
+        .item_id();
     let now = now_unix();
 
     let node = leaf_signed_by(&issuer);

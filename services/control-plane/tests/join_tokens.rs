@@ -125,9 +125,9 @@ async fn pinned_enrolment_registers_the_certificate_and_the_token_is_single_use(
         )
         .await
         .expect(200);
-    let registered = listed.body["data"]
+    let registered = listed.body["items"]
         .as_array()
-        .expect("data")
+        .expect("items")
         .iter()
         .find(|c| c["fingerprint_sha256"] == info.fingerprint_sha256.as_str())
         .expect("the enrolled certificate is registered")
@@ -144,7 +144,7 @@ async fn pinned_enrolment_registers_the_certificate_and_the_token_is_single_use(
         )
         .await
         .expect(200);
-    assert_eq!(listed.body["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(1));
 
     app.delete(
         &format!(
@@ -178,7 +178,7 @@ async fn pki_enrolment_is_signed_by_the_control_plane_ca() {
         )
         .await
         .expect(200);
-    let registered = listed.body["data"].as_array().expect("data");
+    let registered = listed.body["items"].as_array().expect("items");
     assert_eq!(registered.len(), 1);
     assert_eq!(registered[0]["id"], identity.certificate_id.to_string());
     let dp = session_works(&app, &key, &cert).await;
@@ -199,7 +199,7 @@ async fn pki_enrolment_is_signed_by_the_control_plane_ca() {
         )
         .await
         .expect(200);
-    assert_eq!(listed.body["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(1));
     app.stop().await;
 }
 
@@ -286,7 +286,7 @@ async fn two_nodes_racing_with_one_token_get_one_certificate() {
         )
         .await
         .expect(200);
-    assert_eq!(listed.body["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(1));
     app.stop().await;
 }
 

@@ -299,6 +299,7 @@ fn new_registration(cert_pem: &str) -> anyhow::Result<NewDpCertificate> {
         fingerprint_sha256: info.fingerprint_sha256,
         subject: info.subject,
         not_after: info.not_after,
+        title: None,
     })
 }
 

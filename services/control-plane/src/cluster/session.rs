@@ -225,6 +225,7 @@ where
                     version: &version,
                     config_hash: &config_hash,
                     cert_expiry: id.cert_expiry,
+                    data_plane_cert_id: id.certificate_id,
                     incompatible: Some(&reason),
                     connected: false,
                 })
@@ -250,6 +251,7 @@ where
             version: &version,
             config_hash: &config_hash,
             cert_expiry: id.cert_expiry,
+            data_plane_cert_id: id.certificate_id,
             incompatible: None,
             connected: true,
         })

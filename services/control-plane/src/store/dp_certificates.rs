@@ -22,6 +22,8 @@ pub struct DpCertificateRecord {
     pub subject: String,
     /// Expiry, Unix seconds.
     pub not_after: i64,
+    /// Konnect's optional title.
+    pub title: Option<String>,
     /// Registration time, Unix seconds.
     pub created_at: i64,
 }
@@ -37,6 +39,8 @@ pub struct NewDpCertificate {
     pub subject: String,
     /// Expiry, Unix seconds.
     pub not_after: i64,
+    /// Konnect's optional title.
+    pub title: Option<String>,
 }
 
 /// Who a registered certificate admits a node to.
@@ -71,8 +75,8 @@ impl std::fmt::Debug for ControlPlaneCa {
     }
 }
 
-const COLUMNS: &str =
-    "d.id, d.control_plane_id, d.cert, d.fingerprint_sha256, d.subject, d.not_after, d.created_at";
+const COLUMNS: &str = "d.id, d.control_plane_id, d.cert, d.fingerprint_sha256, d.subject, \
+    d.not_after, d.title, d.created_at";
 
 fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<DpCertificateRecord> {
     Ok(DpCertificateRecord {
@@ -82,6 +86,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<DpCertificateRecord> {
         fingerprint_sha256: row.try_get("fingerprint_sha256")?,
         subject: row.try_get("subject")?,
         not_after: row.try_get("not_after")?,
+        title: row.try_get("title")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -115,11 +120,12 @@ pub(super) async fn insert(
         fingerprint_sha256: new.fingerprint_sha256,
         subject: new.subject,
         not_after: new.not_after,
+        title: new.title,
         created_at: now_unix(),
     };
     let result = sqlx::query(
         "INSERT INTO dp_client_certificates (id, control_plane_id, cert, fingerprint_sha256, \
-         subject, not_after, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         subject, not_after, title, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(record.id.to_string())
     .bind(control_plane_id.to_string())
@@ -127,6 +133,7 @@ pub(super) async fn insert(
     .bind(&record.fingerprint_sha256)
     .bind(&record.subject)
     .bind(record.not_after)
+    .bind(&record.title)
     .bind(record.created_at)
     .execute(&mut *conn)
     .await;
@@ -217,6 +224,24 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(from_row).collect()
+    }
+
+    /// How many certificates the control plane has (`page.total` of the list).
+    pub async fn count_dp_certificates(
+        &self,
+        org: Uuid,
+        control_plane_id: Uuid,
+    ) -> StoreResult<i64> {
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM dp_client_certificates d \
+             JOIN control_planes c ON c.id = d.control_plane_id \
+             WHERE c.organization_id = $1 AND d.control_plane_id = $2",
+        )
+        .bind(org.to_string())
+        .bind(control_plane_id.to_string())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(total)
     }
 
     /// Removes a registration. When it was the control plane's generated CA, the CA (and its

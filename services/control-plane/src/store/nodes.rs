@@ -40,6 +40,8 @@ pub struct NodeRecord {
     pub connected: bool,
     /// Expiry of the node's client certificate, Unix seconds.
     pub cert_expiry: Option<i64>,
+    /// The registered dp-client-certificate the node connected with (for pki, the CA's).
+    pub data_plane_cert_id: Option<Uuid>,
     /// First seen, Unix seconds.
     pub created_at: i64,
     /// Last change, Unix seconds.
@@ -65,6 +67,8 @@ pub struct NodeHello<'a> {
     pub config_hash: &'a str,
     /// Expiry of its client certificate.
     pub cert_expiry: Option<i64>,
+    /// The registered dp-client-certificate that admitted it.
+    pub data_plane_cert_id: Uuid,
     /// `None` for a served node; the reason when refused for version skew.
     pub incompatible: Option<&'a str>,
     /// Whether a session stays open.
@@ -73,7 +77,7 @@ pub struct NodeHello<'a> {
 
 const COLUMNS: &str = "n.control_plane_id, n.id, n.hostname, n.version, n.last_ping, \
     n.config_hash, n.sync_status, n.sync_reason, n.rejected_hash, n.rejected_errors, \
-    n.connected, n.cert_expiry, n.created_at, n.updated_at, n.telemetry_dropped, \
+    n.connected, n.cert_expiry, n.data_plane_cert_id, n.created_at, n.updated_at, n.telemetry_dropped, \
     n.telemetry_buffer_fill";
 
 fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<NodeRecord> {
@@ -91,6 +95,10 @@ fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<NodeRecord> {
         rejected_errors: serde_json::from_str(&errors).context("decode stored node errors")?,
         connected: row.try_get::<i64, _>("connected")? != 0,
         cert_expiry: row.try_get("cert_expiry")?,
+        data_plane_cert_id: row
+            .try_get::<Option<String>, _>("data_plane_cert_id")?
+            .map(parse_uuid)
+            .transpose()?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         telemetry_dropped: row.try_get("telemetry_dropped")?,
@@ -125,11 +133,11 @@ impl Store {
         sqlx::query(
             "INSERT INTO nodes (control_plane_id, id, hostname, version, last_ping, config_hash, \
              sync_status, sync_reason, rejected_hash, rejected_errors, connected, cert_expiry, \
-             created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, '[]', $9, $10, $5, $5) \
+             data_plane_cert_id, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, '[]', $9, $10, $11, $5, $5) \
              ON CONFLICT (control_plane_id, id) DO UPDATE SET hostname = $3, version = $4, \
              last_ping = $5, config_hash = $6, sync_status = $7, sync_reason = $8, \
-             connected = $9, cert_expiry = $10, updated_at = $5",
+             connected = $9, cert_expiry = $10, data_plane_cert_id = $11, updated_at = $5",
         )
         .bind(hello.control_plane_id.to_string())
         .bind(hello.id.to_string())
@@ -141,6 +149,7 @@ impl Store {
         .bind(reason)
         .bind(i64::from(hello.connected))
         .bind(hello.cert_expiry)
+        .bind(hello.data_plane_cert_id.to_string())
         .execute(self.pool())
         .await?;
         self.node_unscoped(hello.control_plane_id, hello.id).await
@@ -261,6 +270,17 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(from_row).collect()
+    }
+
+    /// How many nodes the control plane has (`page.total` of the list); the caller has
+    /// already checked the control plane belongs to the organisation.
+    pub async fn count_nodes(&self, cp: Uuid) -> StoreResult<i64> {
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM nodes WHERE control_plane_id = $1")
+                .bind(cp.to_string())
+                .fetch_one(self.pool())
+                .await?;
+        Ok(total)
     }
 
     /// One node of one of the organisation's control planes.

@@ -69,7 +69,8 @@ impl Granularity {
         }
     }
 
-    /// The API name (`ten_seconds`, `minute`, `hour`, `day`).
+    /// Its name in the store and logs (`ten_seconds`, `minute`, `hour`, `day`); the API speaks
+    /// Konnect's granularities (`telemetry::query::Bucket`).
     pub fn name(self) -> &'static str {
         match self {
             Granularity::TenSeconds => "ten_seconds",

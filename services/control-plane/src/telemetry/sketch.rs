@@ -128,6 +128,24 @@ impl LatencySketch {
         None
     }
 
+    /// The estimated mean in microseconds, `None` when empty: every value is replaced by its
+    /// bucket's estimate, so the mean is within [`RELATIVE_ACCURACY`] of the true mean too.
+    pub fn mean(&self) -> Option<f64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let g = gamma();
+        let sum: f64 = self
+            .counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| *c as f64 * 2.0 * g.powi(self.offset + i as i32) / (g + 1.0))
+            .sum();
+        Some(sum / n as f64)
+    }
+
     /// Compact encoding: format byte, zero count, then `(index delta, count)` pairs of the
     /// non-empty buckets, all as LEB128 varints (indexes zigzag-encoded).
     pub fn to_bytes(&self) -> Vec<u8> {

@@ -115,6 +115,24 @@ pub(crate) async fn metrics_as(app: &TestApp, token: &str, body: Value) -> Vec<V
         .clone()
 }
 
+/// Konnect's absolute `time_range` for `[start, end)` in Unix seconds.
+pub(crate) fn absolute(start: i64, end: i64) -> Value {
+    json!({
+        "type": "absolute",
+        "start": fleetgate_control_plane::api::timestamps::rfc3339(start),
+        "end": fleetgate_control_plane::api::timestamps::rfc3339(end),
+    })
+}
+
+/// Unix seconds of an RFC 3339 `timestamp`.
+pub(crate) fn unix(value: &Value) -> i64 {
+    fleetgate_control_plane::api::timestamps::parse_rfc3339_ms(
+        value.as_str().expect("an RFC 3339 timestamp"),
+    )
+    .expect("an RFC 3339 timestamp")
+        / 1000
+}
+
 pub(crate) fn record(cp: Uuid, node: Uuid, time_ms: i64) -> RequestRecord {
     RequestRecord {
         time_ms,
@@ -151,6 +169,6 @@ pub(crate) fn assert_within_1pct(actual: &Value, expected_ms: f64, what: &str) {
 
 pub(crate) fn total(data: &[Value], metric: &str) -> i64 {
     data.iter()
-        .map(|p| p["metrics"][metric].as_i64().expect("integer metric"))
+        .map(|p| p["event"][metric].as_i64().expect("integer metric"))
         .sum()
 }

@@ -99,6 +99,14 @@ impl Reply {
             .expect("response has an id")
             .to_string()
     }
+
+    /// The `item.id` of a Konnect `{item}` answer (nodes, dp-client-certificates).
+    pub fn item_id(&self) -> String {
+        self.body["item"]["id"]
+            .as_str()
+            .expect("response has an item.id")
+            .to_string()
+    }
 }
 
 impl TestApp {
