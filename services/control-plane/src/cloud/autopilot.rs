@@ -76,9 +76,12 @@ pub fn desired_instances(inputs: AutopilotInputs) -> u32 {
     let since_change = inputs
         .last_change_at
         .map_or(i64::MAX, |at| inputs.now.saturating_sub(at));
-    if target > current && since_change >= SCALE_UP_COOLDOWN_SECS {
-        target
-    } else if target < current && since_change >= SCALE_DOWN_COOLDOWN_SECS {
+    let cooled = if target > current {
+        since_change >= SCALE_UP_COOLDOWN_SECS
+    } else {
+        since_change >= SCALE_DOWN_COOLDOWN_SECS
+    };
+    if cooled {
         target
     } else {
         current
