@@ -71,14 +71,17 @@ impl Env {
     /// An AWS provider account and a network in it (us-east-1, two zones, 10.10.0.0/16),
     /// waited for until the API says `ready`; returns the network as the API shows it.
     async fn ready_network(&self) -> Value {
-        let account = self
+        // Registering the AWS account is an operator's job.
+        let (status, account) = self
             .cp
-            .ok(
+            .call_as(
+                &self.cp.operator_token,
                 Method::POST,
                 "/v2/cloud-gateways/provider-accounts",
                 Some(json!({"provider": "aws", "provider_account_id": AWS_ACCOUNT})),
             )
             .await;
+        assert_eq!(status, 201, "register the AWS account: {account}");
         let network = self
             .cp
             .ok(
@@ -89,7 +92,7 @@ impl Env {
                     "region": MOTO_REGION,
                     "availability_zones": ZONES,
                     "cidr_block": "10.10.0.0/16",
-                    "provider_account_id": account["id"],
+                    "cloud_gateway_provider_account_id": account["id"],
                 })),
             )
             .await;
@@ -107,9 +110,12 @@ impl Env {
             if status != 200 {
                 return Some(Err(format!("GET {path} answered {status}: {body}")));
             }
+            // Konnect's enums have no `error`: a failed attempt shows reported_status ERROR.
+            if body["state_metadata"]["reported_status"] == "ERROR" || body["state"] == "error" {
+                return Some(Err(format!("{path} failed: {body}")));
+            }
             match body["state"].as_str() {
                 Some(state) if state == want => Some(Ok(body)),
-                Some("error") => Some(Err(format!("{path} is in state error: {body}"))),
                 _ => None,
             }
         })
@@ -231,13 +237,14 @@ async fn put_configuration(env: &Env, control_plane: &str, network: &str, instan
             CONFIGURATIONS,
             Some(json!({
                 "control_plane_id": control_plane,
+                "control_plane_geo": "us",
                 "dataplane_groups": [{
                     "provider": "aws",
                     "region": MOTO_REGION,
                     "cloud_gateway_network_id": network,
                     "autoscale": {
                         "kind": "static",
-                        "instance_type": "t3.small",
+                        "instance_type": "small",
                         "requested_instances": instances,
                     },
                 }],
@@ -259,8 +266,11 @@ async fn wait_for_group_nodes(env: &Env, configuration: &str, nodes: usize) -> V
             let [group] = groups.as_slice() else {
                 return None;
             };
-            assert_ne!(group["state"], "error", "group in state error: {group}");
-            let ips = group["private_ips"].as_array()?.len();
+            assert_ne!(
+                group["state_metadata"]["reported_status"], "ERROR",
+                "group failed: {group}"
+            );
+            let ips = group["private_ip_addresses"].as_array()?.len();
             let hostnames = group["hostnames"].as_array()?.len();
             (ips == nodes && hostnames == nodes).then(|| group.clone())
         },
@@ -291,7 +301,7 @@ async fn a_configuration_launches_scales_and_cleans_up_gateway_nodes_on_aws() {
     let private_ips = set(live.iter().filter_map(|i| i.private_ip_address()));
     assert_eq!(
         private_ips,
-        set(strings(&group["private_ips"])),
+        set(strings(&group["private_ip_addresses"])),
         "API IPs are EC2's"
     );
     for instance in &live {
@@ -324,7 +334,7 @@ async fn a_configuration_launches_scales_and_cleans_up_gateway_nodes_on_aws() {
             .filter_map(|i| i.instance_id())
             .collect::<Vec<_>>(),
         group["state"],
-        group["private_ips"],
+        group["private_ip_addresses"],
         group["hostnames"],
     );
 
@@ -349,13 +359,13 @@ async fn a_configuration_launches_scales_and_cleans_up_gateway_nodes_on_aws() {
     assert!(launched.contains(kept_id), "no new instance was launched");
     assert!(stopped_ids.is_subset(&launched));
     assert_eq!(
-        strings(&group["private_ips"]),
+        strings(&group["private_ip_addresses"]),
         vec![kept[0].private_ip_address().unwrap().to_string()]
     );
     println!(
         "step 3: requested_instances 1: kept {kept_id}, terminated {stopped_ids:?}; API shows \
          one node {}",
-        group["private_ips"]
+        group["private_ip_addresses"]
     );
 
     // Step 4: the network cannot go while the configuration uses it.

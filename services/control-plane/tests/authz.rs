@@ -173,10 +173,20 @@ async fn cloud_gateway_resources(
     let accounts = "/v2/cloud-gateways/provider-accounts";
     let networks = "/v2/cloud-gateways/networks";
     let configurations = "/v2/cloud-gateways/configurations";
+    // AWS accounts are registered by an operator of the organisation.
+    let org = app
+        .get("/v2/organizations/me", token)
+        .await
+        .expect(200)
+        .body["name"]
+        .as_str()
+        .expect("organisation name")
+        .to_string();
+    let operator = app.token(&org, Role::Operator).await;
     let account = app
         .post(
             accounts,
-            token,
+            &operator,
             json!({"provider": "aws", "provider_account_id": "111122223333"}),
         )
         .await
@@ -187,7 +197,7 @@ async fn cloud_gateway_resources(
             networks,
             token,
             json!({"name": "edge", "region": "us-east-1", "availability_zones": ["us-east-1a"],
-                   "cidr_block": "10.0.0.0/16", "provider_account_id": account}),
+                   "cidr_block": "10.0.0.0/16", "cloud_gateway_provider_account_id": account}),
         )
         .await
         .expect(201)
@@ -210,13 +220,13 @@ async fn cloud_gateway_resources(
         .put(
             configurations,
             token,
-            json!({"control_plane_id": cp, "dataplane_groups": [{
+            json!({"control_plane_id": cp, "control_plane_geo": "us", "dataplane_groups": [{
                 "provider": "aws", "region": "us-east-1", "cloud_gateway_network_id": network,
-                "autoscale": {"kind": "static", "instance_type": "t3.small",
+                "autoscale": {"kind": "static", "instance_type": "small",
                               "requested_instances": 1}}]}),
         )
         .await
-        .expect(201)
+        .expect(200)
         .id();
     vec![
         (

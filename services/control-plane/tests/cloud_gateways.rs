@@ -12,11 +12,12 @@ const ACCOUNTS: &str = "/v2/cloud-gateways/provider-accounts";
 const NETWORKS: &str = "/v2/cloud-gateways/networks";
 const CONFIGURATIONS: &str = "/v2/cloud-gateways/configurations";
 
-/// Registers an AWS account and returns its Fleetgate id.
-async fn aws_account(app: &TestApp, token: &str, account: &str) -> String {
+/// Registers an AWS account (an operator's job) and returns its id.
+async fn aws_account(app: &TestApp, _token: &str, account: &str) -> String {
+    let operator = app.token("org", Role::Operator).await;
     app.post(
         ACCOUNTS,
-        token,
+        &operator,
         json!({"provider": "aws", "provider_account_id": account}),
     )
     .await
@@ -30,8 +31,20 @@ fn network_body(account: &str, name: &str, cidr: &str) -> Value {
         "region": "us-east-1",
         "availability_zones": ["us-east-1a", "us-east-1b"],
         "cidr_block": cidr,
-        "provider_account_id": account,
+        "cloud_gateway_provider_account_id": account,
     })
+}
+
+/// The organisation's `local` account (listed without registering it).
+async fn local_account(app: &TestApp, token: &str) -> String {
+    let listed = app
+        .get(&format!("{ACCOUNTS}?filter[provider]=local"), token)
+        .await
+        .expect(200);
+    listed.body["data"][0]["id"]
+        .as_str()
+        .expect("the local account")
+        .to_string()
 }
 
 async fn network(app: &TestApp, token: &str, account: &str, name: &str, cidr: &str) -> String {
@@ -58,14 +71,28 @@ fn group(network: &str, region: &str, instances: i64) -> Value {
         "provider": "aws",
         "region": region,
         "cloud_gateway_network_id": network,
-        "autoscale": {"kind": "static", "instance_type": "t3.small", "requested_instances": instances},
+        "autoscale": {"kind": "static", "instance_type": "small", "requested_instances": instances},
     })
+}
+
+/// A PUT body for a control plane with these groups.
+fn configuration(cp: &str, groups: Value) -> Value {
+    json!({"control_plane_id": cp, "control_plane_geo": "us", "dataplane_groups": groups})
 }
 
 #[tokio::test]
 async fn provider_accounts_are_registered_listed_and_deleted_when_unused() {
     let app = TestApp::start().await;
-    let t = app.token("org", Role::Admin).await;
+    let admin = app.token("org", Role::Admin).await;
+    // Registering and deleting accounts is an operator's job; admins read.
+    app.post(
+        ACCOUNTS,
+        &admin,
+        json!({"provider": "aws", "provider_account_id": "111122223333"}),
+    )
+    .await
+    .expect(403);
+    let t = app.token("org", Role::Operator).await;
     let created = app
         .post(
             ACCOUNTS,
@@ -77,13 +104,21 @@ async fn provider_accounts_are_registered_listed_and_deleted_when_unused() {
     assert_eq!(created.body["provider"], "aws");
     assert_eq!(created.body["provider_account_id"], "111122223333");
     let aws = created.id();
-    let shown = app.get(&format!("{ACCOUNTS}/{aws}"), &t).await.expect(200);
-    assert_eq!(shown.body, created.body);
-    let local = app
-        .post(ACCOUNTS, &t, json!({"provider": "local"}))
+    let shown = app
+        .get(&format!("{ACCOUNTS}/{aws}"), &admin)
         .await
-        .expect(201);
+        .expect(200);
+    assert_eq!(shown.body, created.body);
+    // Every organisation has the local account; registering it again conflicts.
+    let local_id = local_account(&app, &admin).await;
+    let local = app
+        .get(&format!("{ACCOUNTS}/{local_id}"), &admin)
+        .await
+        .expect(200);
     assert_eq!(local.body["provider_account_id"], "local");
+    app.post(ACCOUNTS, &t, json!({"provider": "local"}))
+        .await
+        .expect(409);
 
     let dup = app
         .post(
@@ -116,8 +151,15 @@ async fn provider_accounts_are_registered_listed_and_deleted_when_unused() {
             reply.text
         );
     }
-    let listed = app.get(ACCOUNTS, &t).await.expect(200);
+    let listed = app.get(ACCOUNTS, &admin).await.expect(200);
     assert_eq!(listed.body["data"].as_array().expect("data").len(), 2);
+    assert_eq!(listed.body["meta"]["page"]["total"], 2);
+    let aws_only = app
+        .get(&format!("{ACCOUNTS}?filter[provider][eq]=aws"), &admin)
+        .await
+        .expect(200);
+    assert_eq!(aws_only.body["data"][0]["id"], aws.as_str());
+    assert_eq!(aws_only.body["meta"]["page"]["total"], 1);
 
     let net = network(&app, &t, &aws, "edge", "10.0.0.0/16").await;
     let in_use = app
@@ -126,10 +168,13 @@ async fn provider_accounts_are_registered_listed_and_deleted_when_unused() {
         .expect(409);
     assert!(in_use.text.contains("\\\"edge\\\""), "{}", in_use.text);
     assert!(!net.is_empty());
-    app.delete(&format!("{ACCOUNTS}/{}", local.id()), &t)
+    app.delete(&format!("{ACCOUNTS}/{local_id}"), &admin)
+        .await
+        .expect(403);
+    app.delete(&format!("{ACCOUNTS}/{local_id}"), &t)
         .await
         .expect(204);
-    app.get(&format!("{ACCOUNTS}/{}", local.id()), &t)
+    app.get(&format!("{ACCOUNTS}/{local_id}"), &t)
         .await
         .expect(404);
 }
@@ -148,9 +193,16 @@ async fn networks_are_created_renamed_and_deleted_with_field_errors() {
     assert_eq!(b["region"], "us-east-1");
     assert_eq!(b["availability_zones"], json!(["us-east-1a", "us-east-1b"]));
     assert_eq!(b["cidr_block"], "10.10.0.0/16");
-    assert_eq!(b["provider_account_id"], aws.as_str());
+    assert_eq!(b["cloud_gateway_provider_account_id"], aws.as_str());
     assert_eq!(b["state"], "created");
-    assert_eq!(b["state_metadata"], json!({"reason": null}));
+    assert_eq!(b["default"], false);
+    assert_eq!(b["entity_version"], 1);
+    assert_eq!(b["configuration_reference_count"], 0);
+    assert!(b["created_at"].as_str().expect("RFC 3339").ends_with('Z'));
+    assert_eq!(
+        b["state_metadata"],
+        json!({"reported_status": null, "reason": null})
+    );
     assert_eq!(
         b["provider_metadata"],
         json!({"vpc_id": null, "subnet_ids": []})
@@ -160,12 +212,7 @@ async fn networks_are_created_renamed_and_deleted_with_field_errors() {
     let path = format!("{NETWORKS}/{id}");
 
     let mut local = network_body(&aws, "x", "10.0.0.0/16");
-    local["provider_account_id"] = app
-        .post(ACCOUNTS, &t, json!({"provider": "local"}))
-        .await
-        .expect(201)
-        .body["id"]
-        .clone();
+    local["cloud_gateway_provider_account_id"] = json!(local_account(&app, &t).await);
     let cases = [
         (
             network_body(&aws, "n", "8.8.0.0/16"),
@@ -186,15 +233,24 @@ async fn networks_are_created_renamed_and_deleted_with_field_errors() {
         ),
         (
             network_body(&uuid::Uuid::new_v4().to_string(), "n", "10.0.0.0/16"),
-            "provider_account_id",
+            "cloud_gateway_provider_account_id",
             "does not exist",
         ),
         (
             network_body("not-an-id", "n", "10.0.0.0/16"),
-            "provider_account_id",
+            "cloud_gateway_provider_account_id",
             "UUID",
         ),
         (local, "region", "local"),
+        (
+            {
+                let mut b = network_body(&aws, "n", "10.0.0.0/16");
+                b["region"] = json!("mars-north-1");
+                b
+            },
+            "region",
+            "us-east-1",
+        ),
         (network_body(&aws, " ", "10.0.0.0/16"), "name", "blank"),
     ];
     for (body, field, words) in cases {
@@ -208,9 +264,12 @@ async fn networks_are_created_renamed_and_deleted_with_field_errors() {
         assert!(reply.text.contains(words), "{body}: {}", reply.text);
     }
     let mut zones = network_body(&aws, "n", "10.0.0.0/16");
-    zones["availability_zones"] = json!(["a", "a"]);
+    zones["availability_zones"] = json!(["us-east-1a", "us-east-1a"]);
     let reply = app.post(NETWORKS, &t, zones.clone()).await.expect(400);
     assert_eq!(reply.invalid_fields(), vec!["availability_zones[1]"]);
+    zones["availability_zones"] = json!(["eu-west-1a"]);
+    let reply = app.post(NETWORKS, &t, zones.clone()).await.expect(400);
+    assert_eq!(reply.invalid_fields(), vec!["availability_zones[0]"]);
     zones["availability_zones"] = json!([]);
     let reply = app.post(NETWORKS, &t, zones.clone()).await.expect(400);
     assert_eq!(reply.invalid_fields(), vec!["availability_zones"]);
@@ -229,6 +288,7 @@ async fn networks_are_created_renamed_and_deleted_with_field_errors() {
         .expect(200);
     assert_eq!(renamed.body["name"], "edge-2");
     assert_eq!(renamed.body["cidr_block"], "10.10.0.0/16");
+    assert_eq!(renamed.body["entity_version"], 2);
     for (body, field) in [
         (json!({"cidr_block": "10.11.0.0/16"}), "cidr_block"),
         (json!({"name": "y", "region": "eu-west-1"}), "region"),
@@ -256,7 +316,33 @@ async fn networks_are_created_renamed_and_deleted_with_field_errors() {
         .await
         .expect(200);
     assert_eq!(page.body["data"].as_array().expect("data").len(), 1);
-    assert!(page.body["meta"]["page"]["next_cursor"].is_string());
+    assert_eq!(
+        page.body["meta"]["page"],
+        json!({"number": 1, "size": 1, "total": 2})
+    );
+    let named = app
+        .get(&format!("{NETWORKS}?filter[name][contains]=sec"), &t)
+        .await
+        .expect(200);
+    assert_eq!(named.body["meta"]["page"]["total"], 1);
+    assert_eq!(named.body["data"][0]["name"], "second");
+    let created_only = app
+        .get(&format!("{NETWORKS}?filter[state]=created"), &t)
+        .await
+        .expect(200);
+    assert_eq!(created_only.body["meta"]["page"]["total"], 2);
+    for (query, param) in [
+        ("filter[name][like]=x", "filter[name][like]"),
+        ("filter[colour]=red", "filter[colour]"),
+        ("filter[state]=broken", "filter[state]"),
+        ("page[after]=x", "page[after]"),
+    ] {
+        let reply = app
+            .get(&format!("{NETWORKS}?{query}"), &t)
+            .await
+            .expect(400);
+        assert_eq!(reply.invalid_fields(), vec![param], "{}", reply.text);
+    }
 
     app.delete(&path, &t).await.expect(204);
     let shown = app.get(&path, &t).await.expect(200);
@@ -293,6 +379,8 @@ async fn transit_gateways_follow_the_cidr_rules_and_only_cidrs_change() {
     assert_eq!(b["name"], "corp");
     assert_eq!(b["cidr_blocks"], json!(["192.168.0.0/20"]));
     assert_eq!(b["state"], "created");
+    assert_eq!(b["entity_version"], 1);
+    assert!(b["updated_at"].as_str().expect("RFC 3339").ends_with('Z'));
     assert_eq!(
         b["transit_gateway_attachment_config"]["kind"],
         "aws-transit-gateway-attachment"
@@ -417,6 +505,13 @@ async fn transit_gateways_follow_the_cidr_rules_and_only_cidrs_change() {
     assert_eq!(lab_shown.body["state"], "terminating");
     let listed = app.get(&tgws, &t).await.expect(200);
     assert_eq!(listed.body["data"].as_array().expect("data").len(), 2);
+    assert_eq!(listed.body["meta"]["page"]["total"], 2);
+    let terminating = app
+        .get(&format!("{tgws}?filter[state][eq]=terminating"), &t)
+        .await
+        .expect(200);
+    assert_eq!(terminating.body["data"][0]["name"], "lab");
+    assert_eq!(terminating.body["meta"]["page"]["total"], 1);
     // A terminating attachment cannot change.
     app.patch(
         &format!("{tgws}/{lab}"),
@@ -427,14 +522,10 @@ async fn transit_gateways_follow_the_cidr_rules_and_only_cidrs_change() {
     .expect(409);
 
     // The local provider has no transit gateways.
-    let local = app
-        .post(ACCOUNTS, &t, json!({"provider": "local"}))
-        .await
-        .expect(201)
-        .id();
+    let local = local_account(&app, &t).await;
     let mut body = network_body(&local, "laptop", "10.1.0.0/16");
     body["region"] = json!("local");
-    body["availability_zones"] = json!(["local"]);
+    body["availability_zones"] = json!(["local-a"]);
     let local_net = app.post(NETWORKS, &t, body).await.expect(201).id();
     let refused = app
         .post(
@@ -467,19 +558,31 @@ async fn configurations_hold_the_whole_desired_state() {
         .put(
             CONFIGURATIONS,
             &t,
-            json!({"control_plane_id": cp, "dataplane_groups": [group(&east, "us-east-1", 3)]}),
+            configuration(&cp, json!([group(&east, "us-east-1", 3)])),
         )
         .await
-        .expect(201);
+        .expect(200);
     let b = &created.body;
     assert_eq!(b["control_plane_id"], cp.as_str());
-    assert_eq!(b["version"], 1);
+    assert_eq!(b["control_plane_geo"], "us");
+    assert_eq!(b["entity_version"], 1);
+    assert_eq!(b["kind"], "dedicated.v0");
+    assert_eq!(b["api_access"], "private+public");
+    assert!(b["version"].is_string());
+    assert_eq!(
+        b["dataplane_group_config"]
+            .as_array()
+            .expect("config")
+            .len(),
+        1
+    );
     let groups = b["dataplane_groups"].as_array().expect("groups");
     assert_eq!(groups.len(), 1);
     assert_eq!(groups[0]["state"], "created");
     assert_eq!(groups[0]["cloud_gateway_network_id"], east.as_str());
     assert_eq!(groups[0]["autoscale"]["requested_instances"], 3);
-    assert_eq!(groups[0]["private_ips"], json!([]));
+    assert_eq!(groups[0]["private_ip_addresses"], json!([]));
+    assert_eq!(groups[0]["egress_ip_addresses"], json!([]));
     assert_eq!(groups[0]["hostnames"], json!([]));
     let config = created.id();
     let east_group = groups[0]["id"].clone();
@@ -491,31 +594,58 @@ async fn configurations_hold_the_whole_desired_state() {
     };
     let cases = [
         (
-            json!({"control_plane_id": cp, "dataplane_groups": [group(&east, "us-west-2", 1)]}),
+            configuration(&cp, json!([group(&east, "us-west-2", 1)])),
             "dataplane_groups[0].region",
         ),
         (
-            json!({"control_plane_id": cp, "dataplane_groups": [group(&east, "us-east-1", 21)]}),
+            configuration(&cp, json!([group(&east, "us-east-1", 21)])),
             "dataplane_groups[0].autoscale.requested_instances",
         ),
         (
-            json!({"control_plane_id": cp, "dataplane_groups": [group(&east, "us-east-1", -1)]}),
+            configuration(&cp, json!([group(&east, "us-east-1", -1)])),
             "dataplane_groups[0].autoscale.requested_instances",
         ),
         (
-            json!({"control_plane_id": cp, "dataplane_groups": [group(&other_org_net, "us-east-1", 1)]}),
+            configuration(&cp, json!([group(&other_org_net, "us-east-1", 1)])),
             "dataplane_groups[0].cloud_gateway_network_id",
         ),
         (
-            json!({"control_plane_id": cp, "dataplane_groups": [group(&east, "us-east-1", 1), group(&east, "us-east-1", 2)]}),
+            configuration(
+                &cp,
+                json!([group(&east, "us-east-1", 1), group(&east, "us-east-1", 2)]),
+            ),
             "dataplane_groups[1].cloud_gateway_network_id",
         ),
         (
-            json!({"control_plane_id": uuid::Uuid::new_v4(), "dataplane_groups": []}),
+            configuration(&uuid::Uuid::new_v4().to_string(), json!([])),
             "control_plane_id",
         ),
-        (json!({"dataplane_groups": []}), "control_plane_id"),
-        (json!({"control_plane_id": cp}), "dataplane_groups"),
+        (
+            json!({"control_plane_geo": "us", "dataplane_groups": []}),
+            "control_plane_id",
+        ),
+        (
+            json!({"control_plane_id": cp, "control_plane_geo": "us"}),
+            "dataplane_groups",
+        ),
+        (
+            json!({"control_plane_id": cp, "dataplane_groups": []}),
+            "control_plane_geo",
+        ),
+        (
+            json!({"control_plane_id": cp, "control_plane_geo": "mars", "dataplane_groups": []}),
+            "control_plane_geo",
+        ),
+        (
+            json!({"control_plane_id": cp, "control_plane_geo": "us", "version": "3.9",
+                   "dataplane_groups": []}),
+            "version",
+        ),
+        (
+            json!({"control_plane_id": cp, "control_plane_geo": "us", "api_access": "vpn",
+                   "dataplane_groups": []}),
+            "api_access",
+        ),
     ];
     for (body, field) in cases {
         let reply = app.put(CONFIGURATIONS, &t, body.clone()).await.expect(400);
@@ -527,21 +657,17 @@ async fn configurations_hold_the_whole_desired_state() {
         );
     }
     let mut blank = group(&east, "us-east-1", 1);
-    blank["autoscale"]["instance_type"] = json!(" ");
-    blank["autoscale"]["kind"] = json!("autopilot");
+    blank["autoscale"]["instance_type"] = json!("t3.small");
+    blank["environment"] = json!([{"name": "PATH", "value": "/bin"}]);
     let reply = app
-        .put(
-            CONFIGURATIONS,
-            &t,
-            json!({"control_plane_id": cp, "dataplane_groups": [blank]}),
-        )
+        .put(CONFIGURATIONS, &t, configuration(&cp, json!([blank])))
         .await
         .expect(400);
     assert_eq!(
         reply.invalid_fields(),
         vec![
-            "dataplane_groups[0].autoscale.kind",
-            "dataplane_groups[0].autoscale.instance_type"
+            "dataplane_groups[0].autoscale.instance_type",
+            "dataplane_groups[0].environment[0].name"
         ]
     );
 
@@ -550,13 +676,15 @@ async fn configurations_hold_the_whole_desired_state() {
         .put(
             CONFIGURATIONS,
             &t,
-            json!({"control_plane_id": cp, "dataplane_groups": [
-                group(&east, "us-east-1", 1), group(&west, "us-west-2", 2)]}),
+            configuration(
+                &cp,
+                json!([group(&east, "us-east-1", 1), group(&west, "us-west-2", 2)]),
+            ),
         )
         .await
         .expect(200);
     assert_eq!(replaced.id(), config);
-    assert_eq!(replaced.body["version"], 2);
+    assert_eq!(replaced.body["entity_version"], 2);
     let groups = replaced.body["dataplane_groups"]
         .as_array()
         .expect("groups");
@@ -585,7 +713,7 @@ async fn configurations_hold_the_whole_desired_state() {
         .put(
             CONFIGURATIONS,
             &t,
-            json!({"control_plane_id": cp, "dataplane_groups": [group(&west, "us-west-2", 2)]}),
+            configuration(&cp, json!([group(&west, "us-west-2", 2)])),
         )
         .await
         .expect(200);
@@ -617,14 +745,28 @@ async fn configurations_hold_the_whole_desired_state() {
     app.delete(&format!("{CONFIGURATIONS}/{config}"), &t)
         .await
         .expect(204);
-    app.get(&format!("{CONFIGURATIONS}/{config}"), &t)
+    // It shows its groups terminating until their nodes are gone; deleting again is a no-op.
+    let deleting = app
+        .get(&format!("{CONFIGURATIONS}/{config}"), &t)
         .await
-        .expect(404);
+        .expect(200);
+    assert_eq!(deleting.body["dataplane_group_config"], json!([]));
+    assert!(deleting.body["dataplane_groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .all(|g| g["state"] == "terminating"));
     app.delete(&format!("{CONFIGURATIONS}/{config}"), &t)
         .await
-        .expect(404);
-    let listed = app.get(CONFIGURATIONS, &t).await.expect(200);
-    assert_eq!(listed.body["data"], json!([]));
+        .expect(204);
+    let listed = app
+        .get(
+            &format!("{CONFIGURATIONS}?filter[control_plane_id]={cp}"),
+            &t,
+        )
+        .await
+        .expect(200);
+    assert_eq!(listed.body["meta"]["page"]["total"], 1);
     // Its groups still terminate, so the networks are still in use.
     app.delete(&format!("{NETWORKS}/{west}"), &t)
         .await
@@ -638,7 +780,7 @@ async fn configurations_hold_the_whole_desired_state() {
         .put(
             CONFIGURATIONS,
             &t,
-            json!({"control_plane_id": cp, "dataplane_groups": [group(&spare, "us-east-1", 1)]}),
+            configuration(&cp, json!([group(&spare, "us-east-1", 1)])),
         )
         .await
         .expect(400);
@@ -667,10 +809,10 @@ async fn other_organizations_get_404_and_viewers_only_read() {
         .put(
             CONFIGURATIONS,
             &a,
-            json!({"control_plane_id": cp, "dataplane_groups": [group(&net, "us-east-1", 1)]}),
+            configuration(&cp, json!([group(&net, "us-east-1", 1)])),
         )
         .await
-        .expect(201)
+        .expect(200)
         .id();
     let items: Vec<(String, Option<Value>)> = vec![
         (format!("{ACCOUNTS}/{aws}"), None),
@@ -696,10 +838,16 @@ async fn other_organizations_get_404_and_viewers_only_read() {
         NETWORKS.to_string(),
         CONFIGURATIONS.to_string(),
     ] {
+        // Both organisations see their own local account besides.
+        let own = usize::from(list == ACCOUNTS);
         let listed = app.get(&list, &b).await.expect(200);
-        assert_eq!(listed.body["data"], json!([]), "{list}");
+        assert_eq!(
+            listed.body["data"].as_array().expect("data").len(),
+            own,
+            "{list}"
+        );
         let listed = app.get(&list, &viewer).await.expect(200);
-        assert_eq!(listed.body["data"].as_array().expect("data").len(), 1);
+        assert_eq!(listed.body["data"].as_array().expect("data").len(), 1 + own);
     }
     app.get(&format!("{NETWORKS}/{net}/transit-gateways"), &b)
         .await
@@ -713,11 +861,7 @@ async fn other_organizations_get_404_and_viewers_only_read() {
     .expect(404);
     // Org B cannot point its configuration at org A's control plane.
     let reply = app
-        .put(
-            CONFIGURATIONS,
-            &b,
-            json!({"control_plane_id": cp, "dataplane_groups": []}),
-        )
+        .put(CONFIGURATIONS, &b, configuration(&cp, json!([])))
         .await
         .expect(400);
     assert_eq!(reply.invalid_fields(), vec!["control_plane_id"]);
@@ -735,19 +879,15 @@ async fn other_organizations_get_404_and_viewers_only_read() {
     )
     .await
     .expect(403);
-    app.put(
-        CONFIGURATIONS,
-        &viewer,
-        json!({"control_plane_id": cp, "dataplane_groups": []}),
-    )
-    .await
-    .expect(403);
+    app.put(CONFIGURATIONS, &viewer, configuration(&cp, json!([])))
+        .await
+        .expect(403);
     // Nothing changed.
     let shown = app
         .get(&format!("{CONFIGURATIONS}/{config}"), &a)
         .await
         .expect(200);
-    assert_eq!(shown.body["version"], 1);
+    assert_eq!(shown.body["entity_version"], 1);
     app.call(reqwest::Method::GET, NETWORKS, None, None)
         .await
         .expect(401);

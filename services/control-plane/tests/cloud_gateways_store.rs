@@ -23,10 +23,12 @@ const NETWORKS: &str = "/v2/cloud-gateways/networks";
 const CONFIGURATIONS: &str = "/v2/cloud-gateways/configurations";
 
 async fn setup(app: &TestApp, token: &str) -> (Uuid, String) {
+    // Registering an AWS account is an operator's job.
+    let operator = app.token("org", Role::Operator).await;
     let account = app
         .post(
             "/v2/cloud-gateways/provider-accounts",
-            token,
+            &operator,
             json!({"provider": "aws", "provider_account_id": "111122223333"}),
         )
         .await
@@ -38,7 +40,7 @@ async fn setup(app: &TestApp, token: &str) -> (Uuid, String) {
             token,
             json!({"name": "edge", "region": "us-east-1",
                    "availability_zones": ["us-east-1a", "us-east-1b"],
-                   "cidr_block": "10.0.0.0/16", "provider_account_id": account}),
+                   "cidr_block": "10.0.0.0/16", "cloud_gateway_provider_account_id": account}),
         )
         .await
         .expect(201)
@@ -83,8 +85,10 @@ async fn networks_take_observations_and_are_removed_after_teardown() {
         .record_network_observation(id, &report)
         .await
         .expect("record"));
+    // Konnect's enum has no `error`: the network shows initializing with the report.
     let shown = app.get(&path, &t).await.expect(200);
-    assert_eq!(shown.body["state"], "error");
+    assert_eq!(shown.body["state"], "initializing");
+    assert_eq!(shown.body["state_metadata"]["reported_status"], "ERROR");
     assert_eq!(
         shown.body["state_metadata"]["reason"],
         "zone us-east-1z does not exist"
@@ -243,13 +247,13 @@ async fn dataplane_groups_show_their_nodes_and_deleted_configurations_go_away() 
         .put(
             CONFIGURATIONS,
             &t,
-            json!({"control_plane_id": cp, "dataplane_groups": [{
+            json!({"control_plane_id": cp, "control_plane_geo": "us", "dataplane_groups": [{
                 "provider": "aws", "region": "us-east-1", "cloud_gateway_network_id": net,
-                "autoscale": {"kind": "static", "instance_type": "t3.small",
+                "autoscale": {"kind": "static", "instance_type": "small",
                               "requested_instances": 2}}]}),
         )
         .await
-        .expect(201)
+        .expect(200)
         .id();
     let path = format!("{CONFIGURATIONS}/{config}");
     let todo = app
@@ -270,6 +274,7 @@ async fn dataplane_groups_show_their_nodes_and_deleted_configurations_go_away() 
     assert_eq!(spec.control_plane_id.to_string(), cp);
     assert_eq!(spec.network_id, network_id);
     assert_eq!(spec.requested_instances, 2);
+    // Konnect's size maps to the provider's type.
     assert_eq!(spec.instance_type, "t3.small");
 
     let report = DataplaneGroupReport {
@@ -285,13 +290,19 @@ async fn dataplane_groups_show_their_nodes_and_deleted_configurations_go_away() 
     let shown = app.get(&path, &t).await.expect(200);
     let g = &shown.body["dataplane_groups"][0];
     assert_eq!(g["state"], "ready");
-    assert_eq!(g["private_ips"], json!(["10.0.0.10", "10.0.128.11"]));
+    assert_eq!(
+        g["private_ip_addresses"],
+        json!(["10.0.0.10", "10.0.128.11"])
+    );
     assert_eq!(
         g["hostnames"],
         json!(["ip-10-0-0-10.ec2.internal", "ip-10-0-128-11.ec2.internal"])
     );
 
     app.delete(&path, &t).await.expect(204);
+    // Until its nodes are gone the configuration shows its group terminating.
+    let deleting = app.get(&path, &t).await.expect(200);
+    assert_eq!(deleting.body["dataplane_groups"][0]["state"], "terminating");
     // The terminating group wants no nodes, and a stale "ready" cannot revive it.
     let todo = app
         .store
@@ -334,6 +345,7 @@ async fn dataplane_groups_show_their_nodes_and_deleted_configurations_go_away() 
         .expect("list")
         .is_empty());
     // The deleted configuration went with its last group: the control plane may go now.
+    app.get(&path, &t).await.expect(404);
     assert_eq!(
         app.store
             .remove_finished_configurations()
@@ -355,17 +367,17 @@ async fn a_deleted_configuration_can_be_put_again() {
     let t = app.token("org", Role::Admin).await;
     let (_, net) = setup(&app, &t).await;
     let (cp, _) = app.control_plane(&t, "prod").await;
-    let body = json!({"control_plane_id": cp, "dataplane_groups": [{
+    let body = json!({"control_plane_id": cp, "control_plane_geo": "us", "dataplane_groups": [{
         "provider": "aws", "region": "us-east-1", "cloud_gateway_network_id": net,
-        "autoscale": {"kind": "static", "instance_type": "t3.small", "requested_instances": 1}}]});
-    let first = app.put(CONFIGURATIONS, &t, body.clone()).await.expect(201);
+        "autoscale": {"kind": "static", "instance_type": "small", "requested_instances": 1}}]});
+    let first = app.put(CONFIGURATIONS, &t, body.clone()).await.expect(200);
     let config = first.id();
     app.delete(&format!("{CONFIGURATIONS}/{config}"), &t)
         .await
         .expect(204);
     // While the old group terminates, a new PUT brings the configuration back with a new
     // group next to the terminating one.
-    let again = app.put(CONFIGURATIONS, &t, body).await.expect(201);
+    let again = app.put(CONFIGURATIONS, &t, body).await.expect(200);
     assert_eq!(again.id(), config);
     let mut states: Vec<&str> = again.body["dataplane_groups"]
         .as_array()
@@ -381,15 +393,96 @@ async fn a_deleted_configuration_can_be_put_again() {
         .put(
             CONFIGURATIONS,
             &t,
-            json!({"control_plane_id": cp2, "dataplane_groups": []}),
+            json!({"control_plane_id": cp2, "control_plane_geo": "eu", "dataplane_groups": []}),
         )
         .await
-        .expect(201)
+        .expect(200)
         .id();
     app.delete(&format!("{CONFIGURATIONS}/{empty}"), &t)
         .await
         .expect(204);
+    app.get(&format!("{CONFIGURATIONS}/{empty}"), &t)
+        .await
+        .expect(404);
     app.delete(&format!("/v2/control-planes/{cp2}"), &t)
         .await
         .expect(204);
+}
+
+#[tokio::test]
+async fn autopilot_decides_the_node_count_and_the_group_shows_the_decision() {
+    let app = TestApp::start().await;
+    let t = app.token("org", Role::Admin).await;
+    let (_, net) = setup(&app, &t).await;
+    let (cp, _) = app.control_plane(&t, "prod").await;
+    let put = |autoscale: serde_json::Value| {
+        json!({"control_plane_id": cp, "control_plane_geo": "us", "dataplane_groups": [{
+            "provider": "aws", "region": "us-east-1", "cloud_gateway_network_id": net,
+            "autoscale": autoscale}]})
+    };
+    // A medium node carries 2000 rps: base 5000 needs 3 nodes, max 10000 allows 5.
+    let config = app
+        .put(
+            CONFIGURATIONS,
+            &t,
+            put(json!({"kind": "autopilot", "base_rps": 5000, "max_rps": 10000})),
+        )
+        .await
+        .expect(200)
+        .id();
+    let path = format!("{CONFIGURATIONS}/{config}");
+    let shown = app.get(&path, &t).await.expect(200);
+    let g = &shown.body["dataplane_groups"][0];
+    assert_eq!(g["requested_instances"], 3);
+    assert_eq!(g["autopilot"], json!(null));
+
+    // Without telemetry autopilot holds the floor and says what it measured.
+    let mut group = app
+        .store
+        .dataplane_groups_to_reconcile()
+        .await
+        .expect("list")
+        .remove(0);
+    fleetgate_control_plane::cloud::autopilot::apply(&app.store, &mut group).await;
+    assert_eq!(group.requested_instances, 3);
+    let shown = app.get(&path, &t).await.expect(200);
+    let decision = &shown.body["dataplane_groups"][0]["autopilot"];
+    assert_eq!(decision["desired_instances"], 3);
+    assert_eq!(decision["measured_rps"], 0.0);
+    assert!(decision["decided_at"]
+        .as_str()
+        .expect("RFC 3339")
+        .ends_with('Z'));
+
+    // New bounds apply at once; a static PUT forgets the decision.
+    let narrowed = app
+        .put(
+            CONFIGURATIONS,
+            &t,
+            put(json!({"kind": "autopilot", "base_rps": 100, "max_rps": 2000})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        narrowed.body["dataplane_groups"][0]["requested_instances"],
+        1
+    );
+    let fixed = app
+        .put(
+            CONFIGURATIONS,
+            &t,
+            put(json!({"kind": "static", "instance_type": "large", "requested_instances": 2})),
+        )
+        .await
+        .expect(200);
+    let g = &fixed.body["dataplane_groups"][0];
+    assert_eq!(g["autopilot"], json!(null));
+    assert_eq!(g["requested_instances"], 2);
+    let spec_group = app
+        .store
+        .dataplane_groups_to_reconcile()
+        .await
+        .expect("list")
+        .remove(0);
+    assert_eq!(spec_group.instance_type, "large");
 }

@@ -11,6 +11,8 @@
 //! there, as the embedded default; `aws` is added by `--cloud-provider aws`. A row whose
 //! provider this control plane does not run shows state `error` with a reason saying so.
 
+pub mod autopilot;
+pub mod catalogue;
 mod membership;
 mod pass;
 

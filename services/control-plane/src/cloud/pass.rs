@@ -208,6 +208,9 @@ async fn converge_group(
             organization_id: group.organization_id,
             join_token_ttl: settings.join_token_ttl,
         };
+        // Autopilot groups take their node count from measured traffic first.
+        let mut group = group.clone();
+        super::autopilot::apply(store, &mut group).await;
         reconcile_dataplane_group(ctx, &group.spec(bootstrap), &observed, &membership).await
     };
     match result {

@@ -4,16 +4,24 @@ use utoipa::openapi::path::HttpMethod;
 
 use utoipa::openapi::{RefOr, Schema};
 
-use super::{add_schema, page_of, schema_ref, Op};
-use crate::api::cloud_gateways::configurations::{
-    Autoscale, Configuration, DataplaneGroup, PutConfiguration, PutDataplaneGroup,
+use super::{add_schema, numbered_list, schema_ref, Op};
+use crate::api::cloud_gateways::availability::{
+    AvailabilityDocument, InstanceType, Provider, ProviderInstanceTypes, ProviderRegion,
 };
+use crate::api::cloud_gateways::configurations::{
+    AutopilotStatus, Configuration, DataplaneGroup, DataplaneGroupConfig, PutConfiguration,
+    PutDataplaneGroup,
+};
+use crate::api::cloud_gateways::filters::{known_params, FilterField};
+use crate::api::cloud_gateways::group_body::{Autoscale, EnvironmentField};
 use crate::api::cloud_gateways::networks::{
     CreateNetwork, Network, NetworkProviderMetadata, UpdateNetwork,
 };
+use crate::api::cloud_gateways::nodes::CloudGatewayNode;
 use crate::api::cloud_gateways::provider_accounts::{CreateProviderAccount, ProviderAccount};
 use crate::api::cloud_gateways::transit_gateways::{
-    CreateTransitGateway, TransitGateway, TransitGatewayAttachmentConfig, UpdateTransitGateway,
+    CreateTransitGateway, DnsConfig, TransitGateway, TransitGatewayAttachmentConfig,
+    UpdateTransitGateway,
 };
 use crate::api::cloud_gateways::StateMetadata;
 
@@ -25,6 +33,23 @@ struct CloudResource {
     schema: &'static str,
     one: &'static str,
     many: &'static str,
+    filters: &'static [FilterField],
+}
+
+/// Konnect's numbered pages plus the list's filters.
+fn listed(op: Op, filters: &[FilterField]) -> Op {
+    let mut op = op.numbered();
+    for param in known_params(filters)
+        .iter()
+        .filter(|p| p.starts_with("filter["))
+    {
+        op = op.query(
+            param,
+            "Konnect filter: a bare `filter[field]` means equals; `oeq` and `ocontains` take a \
+             comma-separated list.",
+        );
+    }
+    op
 }
 
 impl CloudResource {
@@ -32,15 +57,21 @@ impl CloudResource {
         let (one, many) = (self.one, self.many);
         let schema = || Some(schema_ref(self.schema));
         ops.push(
-            Op::new(
-                HttpMethod::Get,
-                self.collection,
-                &format!("list_{many}"),
-                &format!("List {}", many.replace('_', " ")),
-                self.tag,
+            listed(
+                Op::new(
+                    HttpMethod::Get,
+                    self.collection,
+                    &format!("list_{many}"),
+                    &format!("List {}", many.replace('_', " ")),
+                    self.tag,
+                ),
+                self.filters,
             )
-            .paged()
-            .ok("200", "A page", Some(page_of(schema_ref(self.schema)))),
+            .ok(
+                "200",
+                "A page",
+                Some(numbered_list(schema_ref(self.schema))),
+            ),
         );
         ops.push(
             Op::new(
@@ -83,9 +114,25 @@ impl CloudResource {
 /// `/v2/cloud-gateways/...`: provider accounts, networks, transit gateways, configurations.
 pub(super) fn cloud_gateway_ops(ops: &mut Vec<Op>) {
     use crate::api::cloud_gateways::{
-        configurations, networks, provider_accounts, transit_gateways,
+        availability, configurations, networks, nodes, provider_accounts, transit_gateways,
     };
     let tag = "cloud-gateways";
+    ops.push(
+        Op::new(
+            HttpMethod::Get,
+            availability::PATH,
+            "get_availability_json",
+            "What this control plane offers: providers, regions and zones, instance sizes, \
+             gateway versions (what it lists is what the API accepts)",
+            tag,
+        )
+        .public()
+        .ok(
+            "200",
+            "The document",
+            Some(schema_ref("AvailabilityDocument")),
+        ),
+    );
     CloudResource {
         collection: provider_accounts::COLLECTION,
         item: provider_accounts::ITEM,
@@ -93,10 +140,12 @@ pub(super) fn cloud_gateway_ops(ops: &mut Vec<Op>) {
         schema: "ProviderAccount",
         one: "provider_account",
         many: "provider_accounts",
+        filters: &provider_accounts::FILTERS,
     }
     .push(
         ops,
-        "Register a cloud provider account (aws, or local)",
+        "Register a cloud provider account (operators only; every organisation sees the \
+         local account without registering it)",
         None,
     );
     ops.push(
@@ -104,7 +153,7 @@ pub(super) fn cloud_gateway_ops(ops: &mut Vec<Op>) {
             HttpMethod::Delete,
             provider_accounts::ITEM,
             "delete_provider_account",
-            "Delete a provider account (409 while a network uses it)",
+            "Delete a provider account (operators only; 409 while a network uses it)",
             tag,
         )
         .ok("204", "Deleted", None),
@@ -116,6 +165,7 @@ pub(super) fn cloud_gateway_ops(ops: &mut Vec<Op>) {
         schema: "Network",
         one: "network",
         many: "networks",
+        filters: &networks::FILTERS,
     }
     .push(
         ops,
@@ -143,6 +193,7 @@ pub(super) fn cloud_gateway_ops(ops: &mut Vec<Op>) {
         schema: "TransitGateway",
         one: "transit_gateway",
         many: "transit_gateways",
+        filters: &transit_gateways::FILTERS,
     }
     .push(
         ops,
@@ -164,27 +215,33 @@ pub(super) fn cloud_gateway_ops(ops: &mut Vec<Op>) {
     );
     let configuration = || Some(schema_ref("Configuration"));
     ops.push(
-        Op::new(
-            HttpMethod::Get,
-            configurations::COLLECTION,
-            "list_configurations",
-            "List cloud-gateway configurations",
-            tag,
+        listed(
+            Op::new(
+                HttpMethod::Get,
+                configurations::COLLECTION,
+                "list_configurations",
+                "List cloud-gateway configurations",
+                tag,
+            ),
+            &configurations::FILTERS,
         )
-        .paged()
-        .ok("200", "A page", Some(page_of(schema_ref("Configuration")))),
+        .ok(
+            "200",
+            "A page",
+            Some(numbered_list(schema_ref("Configuration"))),
+        ),
     );
     ops.push(
         Op::new(
             HttpMethod::Put,
             configurations::COLLECTION,
             "put_configuration",
-            "Set a control plane's whole desired configuration (replaces an existing one)",
+            "Set a control plane's whole desired configuration (creates it, or replaces the \
+             existing one by a diff)",
             tag,
         )
         .json_body(schema_ref("PutConfiguration"))
-        .ok("200", "Replaced", configuration())
-        .ok("201", "Created", configuration()),
+        .ok("200", "The configuration manifest", configuration()),
     );
     ops.push(
         Op::new(
@@ -201,10 +258,27 @@ pub(super) fn cloud_gateway_ops(ops: &mut Vec<Op>) {
             HttpMethod::Delete,
             configurations::ITEM,
             "delete_configuration",
-            "Delete a configuration; its nodes are terminated",
+            "Delete a configuration; its groups show terminating until their nodes are gone",
             tag,
         )
-        .ok("204", "Deleted", None),
+        .ok("204", "Deletion started", None),
+    );
+    ops.push(
+        listed(
+            Op::new(
+                HttpMethod::Get,
+                nodes::COLLECTION,
+                "list_cloud_gateway_nodes",
+                "List the organisation's cloud-gateway nodes",
+                tag,
+            ),
+            &nodes::FILTERS,
+        )
+        .ok(
+            "200",
+            "A page",
+            Some(numbered_list(schema_ref("CloudGatewayNode"))),
+        ),
     );
 }
 
@@ -219,11 +293,21 @@ pub(super) fn add_schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
     add_schema::<UpdateNetwork>(schemas);
     add_schema::<TransitGateway>(schemas);
     add_schema::<TransitGatewayAttachmentConfig>(schemas);
+    add_schema::<DnsConfig>(schemas);
     add_schema::<CreateTransitGateway>(schemas);
     add_schema::<UpdateTransitGateway>(schemas);
     add_schema::<Configuration>(schemas);
     add_schema::<DataplaneGroup>(schemas);
+    add_schema::<DataplaneGroupConfig>(schemas);
+    add_schema::<AutopilotStatus>(schemas);
     add_schema::<Autoscale>(schemas);
+    add_schema::<EnvironmentField>(schemas);
     add_schema::<PutConfiguration>(schemas);
     add_schema::<PutDataplaneGroup>(schemas);
+    add_schema::<CloudGatewayNode>(schemas);
+    add_schema::<AvailabilityDocument>(schemas);
+    add_schema::<Provider>(schemas);
+    add_schema::<ProviderRegion>(schemas);
+    add_schema::<InstanceType>(schemas);
+    add_schema::<ProviderInstanceTypes>(schemas);
 }

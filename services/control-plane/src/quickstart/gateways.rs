@@ -10,10 +10,10 @@ use ipnet::Ipv4Net;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
-use crate::cloud::Providers;
+use crate::cloud::{catalogue, Providers};
 use crate::store::{
-    CloudProvider, DesiredConfiguration, DesiredDataplaneGroup, NewNetwork, NewProviderAccount,
-    Store,
+    Autoscale, CloudProvider, DesiredConfiguration, DesiredDataplaneGroup, NewNetwork,
+    NewProviderAccount, Store,
 };
 
 /// Name of the quickstart's local network.
@@ -54,24 +54,17 @@ pub async fn provision_local_gateways(
     org: Uuid,
     control_plane_id: Uuid,
 ) -> anyhow::Result<Uuid> {
-    let accounts = store.list_provider_accounts(org, None, 1000).await?;
-    let account = match accounts
-        .into_iter()
-        .find(|a| a.provider == CloudProvider::Local)
-    {
-        Some(account) => account,
-        None => store
-            .create_provider_account(
-                org,
-                NewProviderAccount {
-                    provider: CloudProvider::Local,
-                    provider_account_id: "local".into(),
-                },
-            )
-            .await
-            .context("create the local provider account")?,
-    };
-    let networks = store.list_networks(org, None, 1000).await?;
+    let account = store
+        .ensure_provider_account(
+            org,
+            NewProviderAccount {
+                provider: CloudProvider::Local,
+                provider_account_id: "local".into(),
+            },
+        )
+        .await
+        .context("find the local provider account")?;
+    let networks = store.list_networks(org).await?;
     let network = match networks.into_iter().find(|n| n.name == LOCAL_NETWORK) {
         Some(network) => network,
         None => store
@@ -90,10 +83,10 @@ pub async fn provision_local_gateways(
             .await
             .context("create the local network")?,
     };
-    let configurations = store.list_configurations(org, None, 1000).await?;
+    let configurations = store.list_configurations(org).await?;
     if let Some(existing) = configurations
         .iter()
-        .find(|c| c.control_plane_id == control_plane_id)
+        .find(|c| c.control_plane_id == control_plane_id && !c.deleted)
     {
         return Ok(existing.id);
     }
@@ -102,12 +95,18 @@ pub async fn provision_local_gateways(
             org,
             DesiredConfiguration {
                 control_plane_id,
+                control_plane_geo: "us".into(),
+                gateway_version: catalogue::current_gateway_version(),
+                api_access: "private+public".into(),
                 dataplane_groups: vec![DesiredDataplaneGroup {
                     provider: CloudProvider::Local,
                     region: fleetgate_provisioner::local::LOCAL_REGION.into(),
                     network_id: network.id,
-                    instance_type: "local".into(),
-                    requested_instances: LOCAL_NODES,
+                    autoscale: Autoscale::Static {
+                        instance_type: "small".into(),
+                        requested_instances: LOCAL_NODES,
+                    },
+                    environment: Vec::new(),
                 }],
             },
         )

@@ -24,9 +24,10 @@ pub use analytics::{
 };
 pub use billing::{Clock, ControlPlaneUsage, ServiceLifetime, Usage};
 pub use cloud_gateways::{
-    CloudProvider, CloudResource, ConfigurationRecord, DataplaneGroupRecord, DesiredConfiguration,
-    DesiredDataplaneGroup, NetworkRecord, NewNetwork, NewProviderAccount, NewTransitGateway,
-    ProviderAccountRecord, TransitGatewayRecord,
+    AutopilotDecision, Autoscale, CloudProvider, CloudResource, ConfigurationRecord,
+    DataplaneGroupRecord, DesiredConfiguration, DesiredDataplaneGroup, EnvironmentVariable,
+    NetworkRecord, NewNetwork, NewProviderAccount, NewTransitGateway, ProviderAccountRecord,
+    TransitGatewayRecord, AUTOPILOT_SIZE, AUTOSCALE_AUTOPILOT, AUTOSCALE_STATIC,
 };
 pub use control_planes::{
     ControlPlaneFilter, ControlPlaneRecord, ControlPlaneUpdate, LabelMatch, NewControlPlane,

@@ -2,8 +2,12 @@
 //! networks, their transit gateways, and per-control-plane configurations (DESIGN.md §6, §7).
 //! Every call is scoped to the caller's organisation; viewers only read.
 
+pub mod availability;
 pub mod configurations;
+pub mod filters;
+pub mod group_body;
 pub mod networks;
+pub mod nodes;
 pub mod provider_accounts;
 pub mod transit_gateways;
 
@@ -25,6 +29,8 @@ pub fn router() -> Router<AppState> {
         .merge(networks::router())
         .merge(transit_gateways::router())
         .merge(configurations::router())
+        .merge(nodes::router())
+        .merge(availability::router())
 }
 
 /// Starts a reconcile pass at once after a successful change, so users see `initializing`
@@ -45,8 +51,33 @@ pub async fn wake_reconciler(
 /// Why a resource is in its state, when that needs saying.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StateMetadata {
-    /// Human-readable reason (e.g. what the user must fix in state `error`).
+    /// What the backing infrastructure reported: `ERROR` while the last attempt failed.
+    pub reported_status: Option<String>,
+    /// Human-readable reason (e.g. what the user must fix).
     pub reason: Option<String>,
+}
+
+/// The state Konnect's enum shows for a stored state, and its metadata. Konnect's network
+/// and dataplane-group enums have no `error`: a failed attempt is retried by the reconciler,
+/// so the resource shows `initializing` with `reported_status: ERROR` and the reason.
+pub(crate) fn konnect_state(stored: &str, reason: Option<String>) -> (String, StateMetadata) {
+    if stored == "error" {
+        (
+            "initializing".into(),
+            StateMetadata {
+                reported_status: Some("ERROR".into()),
+                reason,
+            },
+        )
+    } else {
+        (
+            stored.into(),
+            StateMetadata {
+                reported_status: None,
+                reason,
+            },
+        )
+    }
 }
 
 /// Checks a name: 1–100 characters, not blank.

@@ -1,5 +1,8 @@
 //! `/v2/cloud-gateways/provider-accounts`: the cloud accounts (or the local machine) networks
-//! are created in.
+//! are created in. As in Konnect, the service runs the accounts: every organisation sees the
+//! `local` account without creating it, and an operator registers the AWS account a control
+//! plane started with `--cloud-provider aws` provisions in (POST and DELETE are for operators
+//! only; organisation admins read).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,8 +11,11 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::filters::{self, FilterField, STRING_OPS};
 use super::require_fields;
-use crate::api::extract::{parse_body, parse_id, JsonBody, Page, PageOf, PathParams, QueryParams};
+use crate::api::extract::{parse_body, parse_id, JsonBody, PathParams, QueryParams};
+use crate::api::paging::{NumberedList, NumberedPage};
+use crate::api::timestamps::as_rfc3339;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -47,11 +53,22 @@ pub struct ProviderAccount {
     pub provider: String,
     /// The AWS account id, or `local`.
     pub provider_account_id: String,
-    /// Creation time, Unix seconds.
+    /// Creation time (RFC 3339).
+    #[serde(serialize_with = "as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
-    /// Last change, Unix seconds.
+    /// Last change (RFC 3339).
+    #[serde(serialize_with = "as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
 }
+
+/// Filters of the provider-account list (Konnect's `ProviderAccountsFilterParameters`).
+pub const FILTERS: [FilterField; 1] = [FilterField {
+    name: "provider",
+    ops: STRING_OPS,
+    values: None,
+}];
 
 impl From<ProviderAccountRecord> for ProviderAccount {
     fn from(r: ProviderAccountRecord) -> Self {
@@ -103,34 +120,46 @@ fn validate(body: CreateProviderAccount) -> Result<NewProviderAccount, ApiError>
     })
 }
 
-/// The organisation's provider accounts.
+/// The organisation's provider accounts, the `local` one always among them.
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     query: QueryParams,
-) -> ApiResult<Json<PageOf<ProviderAccount>>> {
-    let page = Page::from_query(&query)?;
+) -> ApiResult<Json<NumberedList<ProviderAccount>>> {
+    filters::check_params(&query, &FILTERS)?;
+    let page = NumberedPage::from_query(&query)?;
+    let provider = filters::filter(&query, &FILTERS[0])?;
+    state
+        .store
+        .ensure_provider_account(caller.organization_id, local_account())
+        .await?;
     let records = state
         .store
-        .list_provider_accounts(
-            caller.organization_id,
-            page.after.as_deref(),
-            page.fetch_limit(),
-        )
+        .list_provider_accounts(caller.organization_id)
         .await?;
-    let items = records.into_iter().map(ProviderAccount::from).collect();
-    Ok(Json(
-        page.finish(items, |a: &ProviderAccount| a.id.to_string()),
-    ))
+    let items: Vec<ProviderAccount> = records
+        .into_iter()
+        .filter(|a| filters::passes(&provider, a.provider.as_str()))
+        .map(ProviderAccount::from)
+        .collect();
+    Ok(Json(page.slice(items)))
 }
 
-/// Registers a provider account.
+/// The account every organisation has.
+fn local_account() -> NewProviderAccount {
+    NewProviderAccount {
+        provider: CloudProvider::Local,
+        provider_account_id: "local".into(),
+    }
+}
+
+/// Registers a provider account (operators only).
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<ProviderAccount>)> {
-    caller.require_write()?;
+    caller.require_operator()?;
     require_fields(&body, &["provider"])?;
     let new = validate(parse_body(body)?)?;
     let record = state
@@ -154,14 +183,19 @@ pub async fn show(
     Ok(Json(record.into()))
 }
 
-/// Deletes a provider account no network uses.
+/// Deletes a provider account no network uses (operators only).
 pub async fn remove(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require_write()?;
     let id = parse_id(&id, "provider account")?;
+    // Another organisation's account is "not found" whatever the caller's role.
+    state
+        .store
+        .provider_account(caller.organization_id, id)
+        .await?;
+    caller.require_operator()?;
     state
         .store
         .delete_provider_account(caller.organization_id, id)

@@ -11,8 +11,11 @@ use fleetgate_config::FieldError;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::filters::{self, FilterField, STATE_OPS, STRING_OPS};
 use super::{check_name, only_changeable, require_fields, StateMetadata};
-use crate::api::extract::{parse_body, parse_id, JsonBody, Page, PageOf, PathParams, QueryParams};
+use crate::api::extract::{parse_body, parse_id, JsonBody, PathParams, QueryParams};
+use crate::api::paging::{NumberedList, NumberedPage};
+use crate::api::timestamps::as_rfc3339;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -25,6 +28,41 @@ pub const ITEM: &str =
     "/v2/cloud-gateways/networks/{network_id}/transit-gateways/{transit_gateway_id}";
 /// The only attachment kind.
 pub const ATTACHMENT_KIND: &str = "aws-transit-gateway-attachment";
+/// Transit-gateway states.
+pub const STATES: [&str; 8] = [
+    "created",
+    "initializing",
+    "pending-acceptance",
+    "pending-user-action",
+    "ready",
+    "terminating",
+    "terminated",
+    "error",
+];
+/// Filters of the transit-gateway list (Konnect's `TransitGatewaysFilterParameters`).
+pub const FILTERS: [FilterField; 2] = [
+    FilterField {
+        name: "name",
+        ops: STRING_OPS,
+        values: None,
+    },
+    FilterField {
+        name: "state",
+        ops: STATE_OPS,
+        values: Some(&STATES),
+    },
+];
+
+/// One mapping of Konnect's `dns_config`: internal domains resolved through remote DNS
+/// servers reached over the transit gateway.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// DNS servers on the customer's side, IPv4 addresses.
+    pub remote_dns_server_ip_addresses: Vec<String>,
+    /// Domains to resolve through them.
+    pub domain_proxy_list: Vec<String>,
+}
 
 /// Transit-gateway routes.
 pub fn router() -> Router<AppState> {
@@ -53,10 +91,9 @@ pub struct CreateTransitGateway {
     pub name: String,
     /// Customer CIDRs to route through the transit gateway (private, not overlapping).
     pub cidr_blocks: Vec<String>,
-    /// Konnect's DNS settings (stored as given).
+    /// Konnect's DNS settings.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub dns_config: Option<serde_json::Value>,
+    pub dns_config: Vec<DnsConfig>,
     /// The transit gateway to attach to.
     pub transit_gateway_attachment_config: TransitGatewayAttachmentConfig,
 }
@@ -78,9 +115,8 @@ pub struct TransitGateway {
     pub name: String,
     /// Customer CIDRs.
     pub cidr_blocks: Vec<String>,
-    /// DNS settings as given.
-    #[schema(value_type = Option<Object>)]
-    pub dns_config: Option<serde_json::Value>,
+    /// DNS settings.
+    pub dns_config: Vec<DnsConfig>,
     /// The transit gateway attached to.
     pub transit_gateway_attachment_config: TransitGatewayAttachmentConfig,
     /// `created`, `initializing`, `pending-acceptance`, `pending-user-action`, `ready`,
@@ -88,9 +124,15 @@ pub struct TransitGateway {
     pub state: String,
     /// Why it is in that state.
     pub state_metadata: StateMetadata,
-    /// Creation time, Unix seconds.
+    /// Bumped by every change.
+    pub entity_version: i64,
+    /// Creation time (RFC 3339).
+    #[serde(serialize_with = "as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
-    /// Last change, Unix seconds.
+    /// Last change (RFC 3339).
+    #[serde(serialize_with = "as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
 }
 
@@ -100,14 +142,22 @@ impl From<TransitGatewayRecord> for TransitGateway {
             id: r.id,
             name: r.name,
             cidr_blocks: r.cidr_blocks.iter().map(ToString::to_string).collect(),
-            dns_config: r.dns_config,
+            // Stored as Konnect's array; anything else (never written by this API) shows empty.
+            dns_config: r
+                .dns_config
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default(),
             transit_gateway_attachment_config: TransitGatewayAttachmentConfig {
                 kind: ATTACHMENT_KIND.into(),
                 transit_gateway_id: r.transit_gateway_id,
                 ram_share_arn: r.ram_share_arn,
             },
             state: r.state.as_str().into(),
-            state_metadata: StateMetadata { reason: r.reason },
+            state_metadata: StateMetadata {
+                reported_status: None,
+                reason: r.reason,
+            },
+            entity_version: r.entity_version,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -139,12 +189,28 @@ fn validate(body: CreateTransitGateway) -> ApiResult<NewTransitGateway> {
             reason: format!("{arn:?} is not a RAM resource share ARN (arn:aws:ram:…)"),
         });
     }
-    if let Some(dns) = &body.dns_config {
-        if !(dns.is_array() || dns.is_object()) {
+    for (i, entry) in body.dns_config.iter().enumerate() {
+        for (j, ip) in entry.remote_dns_server_ip_addresses.iter().enumerate() {
+            if ip.parse::<std::net::Ipv4Addr>().is_err() {
+                errors.push(FieldError {
+                    field: format!("dns_config[{i}].remote_dns_server_ip_addresses[{j}]"),
+                    reason: format!("{ip:?} is not an IPv4 address"),
+                });
+            }
+        }
+        if entry.remote_dns_server_ip_addresses.is_empty() {
             errors.push(FieldError {
-                field: "dns_config".into(),
-                reason: "must be a JSON array or object".into(),
+                field: format!("dns_config[{i}].remote_dns_server_ip_addresses"),
+                reason: "must list at least one DNS server".into(),
             });
+        }
+        for (j, domain) in entry.domain_proxy_list.iter().enumerate() {
+            if domain.trim().is_empty() || domain.len() > 253 {
+                errors.push(FieldError {
+                    field: format!("dns_config[{i}].domain_proxy_list[{j}]"),
+                    reason: "must be a domain name (1 to 253 characters)".into(),
+                });
+            }
         }
     }
     if !errors.is_empty() {
@@ -153,34 +219,41 @@ fn validate(body: CreateTransitGateway) -> ApiResult<NewTransitGateway> {
     Ok(NewTransitGateway {
         name: body.name.trim().to_string(),
         cidr_blocks: body.cidr_blocks,
-        dns_config: body.dns_config,
+        dns_config: if body.dns_config.is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::to_value(&body.dns_config)
+                    .map_err(|e| ApiError::Internal(anyhow::anyhow!("encode dns_config: {e}")))?,
+            )
+        },
         transit_gateway_id: tgw.to_string(),
         ram_share_arn: arn.to_string(),
     })
 }
 
-/// The network's attachments.
+/// The network's attachments, filtered by `filter[name]` and `filter[state]`.
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(network): PathParams<String>,
     query: QueryParams,
-) -> ApiResult<Json<PageOf<TransitGateway>>> {
+) -> ApiResult<Json<NumberedList<TransitGateway>>> {
     let network = parse_id(&network, "network")?;
-    let page = Page::from_query(&query)?;
+    filters::check_params(&query, &FILTERS)?;
+    let page = NumberedPage::from_query(&query)?;
+    let name = filters::filter(&query, &FILTERS[0])?;
+    let wanted_state = filters::filter(&query, &FILTERS[1])?;
     let records = state
         .store
-        .list_transit_gateways(
-            caller.organization_id,
-            network,
-            page.after.as_deref(),
-            page.fetch_limit(),
-        )
+        .list_transit_gateways(caller.organization_id, network)
         .await?;
-    let items = records.into_iter().map(TransitGateway::from).collect();
-    Ok(Json(
-        page.finish(items, |t: &TransitGateway| t.id.to_string()),
-    ))
+    let items: Vec<TransitGateway> = records
+        .into_iter()
+        .map(TransitGateway::from)
+        .filter(|t| filters::passes(&name, &t.name) && filters::passes(&wanted_state, &t.state))
+        .collect();
+    Ok(Json(page.slice(items)))
 }
 
 /// Attaches the network to a transit gateway (state `created`).
@@ -245,6 +318,7 @@ pub async fn update(
             "transit_gateway_attachment_config",
             "id",
             "state",
+            "entity_version",
         ],
     )?;
     require_fields(&body, &["cidr_blocks"])?;

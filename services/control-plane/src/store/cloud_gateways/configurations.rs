@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::super::organizations::parse_uuid;
 use super::super::{Store, StoreError, StoreResult};
 use super::networks::claim_network;
-use super::{from_json, parse_state, CloudProvider, TERMINATED, TERMINATING};
+use super::{from_json, parse_state, to_json, CloudProvider, TERMINATED, TERMINATING};
 
 /// A configuration as the API shows it.
 #[derive(Debug, Clone)]
@@ -24,8 +24,16 @@ pub struct ConfigurationRecord {
     pub organization_id: Uuid,
     /// The control plane whose config the nodes run (one configuration each).
     pub control_plane_id: Uuid,
-    /// Bumped by every PUT.
+    /// Bumped by every PUT (Konnect's `entity_version`).
     pub version: i64,
+    /// Konnect's control-plane geo (`us`, `eu`, …), as given.
+    pub control_plane_geo: String,
+    /// The gateway (node software) version the nodes run, `MAJOR.MINOR`.
+    pub gateway_version: String,
+    /// `private`, `public` or `private+public`.
+    pub api_access: String,
+    /// Deleted: its groups are terminating and the row goes once their nodes are gone.
+    pub deleted: bool,
     /// Its groups, including ones still terminating.
     pub dataplane_groups: Vec<DataplaneGroupRecord>,
     /// Creation time, Unix seconds.
@@ -51,10 +59,16 @@ pub struct DataplaneGroupRecord {
     pub region: String,
     /// The network the nodes run in.
     pub network_id: Uuid,
-    /// Provider instance type.
+    /// Konnect's instance size (`small`, `medium`, `large`).
     pub instance_type: String,
-    /// How many nodes should run.
+    /// How many nodes should run: the static count, or autopilot's current decision.
     pub requested_instances: u32,
+    /// How the node count is decided.
+    pub autoscale: Autoscale,
+    /// Node environment variables, as given.
+    pub environment: Vec<EnvironmentVariable>,
+    /// Autopilot's last decision, once one was made.
+    pub autopilot: Option<AutopilotDecision>,
     /// Last state.
     pub state: DataplaneGroupState,
     /// Why, when that needs saying.
@@ -77,7 +91,10 @@ impl DataplaneGroupRecord {
             control_plane_id: self.control_plane_id,
             region: self.region.clone(),
             network_id: self.network_id,
-            instance_type: self.instance_type.clone(),
+            instance_type: crate::cloud::catalogue::provider_instance_type(
+                self.provider,
+                &self.instance_type,
+            ),
             requested_instances: if terminating {
                 0
             } else {
@@ -88,11 +105,68 @@ impl DataplaneGroupRecord {
     }
 }
 
+/// How a group's node count is decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Autoscale {
+    /// A fixed count of nodes of one size.
+    Static {
+        /// Konnect's size name.
+        instance_type: String,
+        /// Nodes to run.
+        requested_instances: u32,
+    },
+    /// The count follows measured requests per second between the bounds the rates give.
+    Autopilot {
+        /// Requests per second the group must always carry (sets the fewest nodes).
+        base_rps: u32,
+        /// Requests per second it may grow to (sets the most nodes); 10 x `base_rps` when
+        /// not given, as Konnect.
+        max_rps: u32,
+    },
+}
+
+/// The size autopilot nodes run as (Konnect's autopilot names no size).
+pub const AUTOPILOT_SIZE: &str = "medium";
+
+/// The kind names stored and shown.
+pub const AUTOSCALE_STATIC: &str = "static";
+/// See [`AUTOSCALE_STATIC`].
+pub const AUTOSCALE_AUTOPILOT: &str = "autopilot";
+
+/// One node environment variable.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EnvironmentVariable {
+    /// Its name.
+    pub name: String,
+    /// Its value.
+    pub value: String,
+}
+
+/// What autopilot last decided for a group, and from what.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AutopilotDecision {
+    /// Requests per second measured over the telemetry window the decision used.
+    pub measured_rps: f64,
+    /// The node count it decided.
+    pub desired_instances: u32,
+    /// When, Unix seconds.
+    pub decided_at: i64,
+    /// When a decision last changed the count (the cooldowns count from it), Unix seconds.
+    #[serde(default)]
+    pub changed_at: Option<i64>,
+}
+
 /// The whole desired state of a PUT (shape-checked by the API; references are checked here).
 #[derive(Debug, Clone)]
 pub struct DesiredConfiguration {
     /// The control plane, which must be the organisation's.
     pub control_plane_id: Uuid,
+    /// Konnect's control-plane geo.
+    pub control_plane_geo: String,
+    /// The gateway version the nodes run.
+    pub gateway_version: String,
+    /// `private`, `public` or `private+public`.
+    pub api_access: String,
     /// At most one group per network.
     pub dataplane_groups: Vec<DesiredDataplaneGroup>,
 }
@@ -106,19 +180,82 @@ pub struct DesiredDataplaneGroup {
     pub region: String,
     /// A network of the organisation that is not going away.
     pub network_id: Uuid,
-    /// Provider instance type.
-    pub instance_type: String,
-    /// How many nodes should run.
-    pub requested_instances: u32,
+    /// How many nodes, of what size.
+    pub autoscale: Autoscale,
+    /// Node environment variables.
+    pub environment: Vec<EnvironmentVariable>,
+}
+
+impl DesiredDataplaneGroup {
+    /// The stored size and node count: autopilot starts at (or keeps, within its new bounds)
+    /// the count it had.
+    fn sizing(&self, current: Option<u32>) -> (String, u32) {
+        match &self.autoscale {
+            Autoscale::Static {
+                instance_type,
+                requested_instances,
+            } => (instance_type.clone(), *requested_instances),
+            Autoscale::Autopilot { base_rps, max_rps } => {
+                let (low, high) = crate::cloud::autopilot::bounds(*base_rps, *max_rps);
+                (
+                    AUTOPILOT_SIZE.to_string(),
+                    current.unwrap_or(low).clamp(low, high),
+                )
+            }
+        }
+    }
+
+    fn autoscale_columns(&self) -> (&'static str, Option<i64>, Option<i64>) {
+        match &self.autoscale {
+            Autoscale::Static { .. } => (AUTOSCALE_STATIC, None, None),
+            Autoscale::Autopilot { base_rps, max_rps } => (
+                AUTOSCALE_AUTOPILOT,
+                Some(i64::from(*base_rps)),
+                Some(i64::from(*max_rps)),
+            ),
+        }
+    }
 }
 
 pub(super) const GROUP_SELECT: &str = "SELECT id, configuration_id, organization_id, \
-    control_plane_id, provider, region, network_id, instance_type, requested_instances, state, \
-    state_reason, nodes, created_at, updated_at FROM cloud_dataplane_groups";
+    control_plane_id, provider, region, network_id, instance_type, requested_instances, \
+    autoscale_kind, base_rps, max_rps, environment, autopilot, state, state_reason, nodes, \
+    created_at, updated_at FROM cloud_dataplane_groups";
 
 pub(super) fn group_from_row(row: &sqlx::any::AnyRow) -> StoreResult<DataplaneGroupRecord> {
     let provider: String = row.try_get("provider")?;
     let requested: i64 = row.try_get("requested_instances")?;
+    let instance_type: String = row.try_get("instance_type")?;
+    let requested_instances = u32::try_from(requested).map_err(|_| {
+        StoreError::Internal(anyhow::anyhow!(
+            "stored requested_instances {requested} is out of range"
+        ))
+    })?;
+    let kind: String = row.try_get("autoscale_kind")?;
+    let rate = |column: &str| -> StoreResult<u32> {
+        let raw: Option<i64> = row.try_get(column)?;
+        raw.and_then(|r| u32::try_from(r).ok()).ok_or_else(|| {
+            StoreError::Internal(anyhow::anyhow!(
+                "stored autopilot {column} {raw:?} is missing or out of range"
+            ))
+        })
+    };
+    let autoscale = match kind.as_str() {
+        AUTOSCALE_AUTOPILOT => Autoscale::Autopilot {
+            base_rps: rate("base_rps")?,
+            max_rps: rate("max_rps")?,
+        },
+        AUTOSCALE_STATIC => Autoscale::Static {
+            instance_type: instance_type.clone(),
+            requested_instances,
+        },
+        other => {
+            return Err(StoreError::Internal(anyhow::anyhow!(
+                "stored autoscale kind {other:?} is unknown"
+            )))
+        }
+    };
+    let autopilot: Option<String> = row.try_get("autopilot")?;
     Ok(DataplaneGroupRecord {
         id: parse_uuid(row.try_get("id")?)?,
         configuration_id: parse_uuid(row.try_get("configuration_id")?)?,
@@ -129,12 +266,16 @@ pub(super) fn group_from_row(row: &sqlx::any::AnyRow) -> StoreResult<DataplaneGr
         })?,
         region: row.try_get("region")?,
         network_id: parse_uuid(row.try_get("network_id")?)?,
-        instance_type: row.try_get("instance_type")?,
-        requested_instances: u32::try_from(requested).map_err(|_| {
-            StoreError::Internal(anyhow::anyhow!(
-                "stored requested_instances {requested} is out of range"
-            ))
-        })?,
+        instance_type,
+        requested_instances,
+        autoscale,
+        environment: from_json(
+            &row.try_get::<String, _>("environment")?,
+            "dataplane group environment",
+        )?,
+        autopilot: autopilot
+            .map(|raw| from_json(&raw, "autopilot decision"))
+            .transpose()?,
         state: parse_state(&row.try_get::<String, _>("state")?)?,
         reason: row.try_get("state_reason")?,
         nodes: from_json(&row.try_get::<String, _>("nodes")?, "dataplane group nodes")?,
@@ -143,8 +284,8 @@ pub(super) fn group_from_row(row: &sqlx::any::AnyRow) -> StoreResult<DataplaneGr
     })
 }
 
-const CONFIG_COLUMNS: &str =
-    "id, organization_id, control_plane_id, version, created_at, updated_at";
+const CONFIG_COLUMNS: &str = "id, organization_id, control_plane_id, version, \
+    control_plane_geo, gateway_version, api_access, deleted_at, created_at, updated_at";
 
 async fn with_groups(
     conn: &mut AnyConnection,
@@ -162,6 +303,10 @@ async fn with_groups(
         organization_id: parse_uuid(row.try_get("organization_id")?)?,
         control_plane_id: parse_uuid(row.try_get("control_plane_id")?)?,
         version: row.try_get("version")?,
+        control_plane_geo: row.try_get("control_plane_geo")?,
+        gateway_version: row.try_get("gateway_version")?,
+        api_access: row.try_get("api_access")?,
+        deleted: row.try_get::<Option<i64>, _>("deleted_at")?.is_some(),
         dataplane_groups: groups
             .iter()
             .map(group_from_row)
@@ -171,10 +316,12 @@ async fn with_groups(
     })
 }
 
+/// A configuration, also a deleted one whose groups still terminate (the reconciler removes
+/// the row once they are gone; until then it shows them `terminating`).
 async fn fetch(conn: &mut AnyConnection, org: Uuid, id: Uuid) -> StoreResult<ConfigurationRecord> {
     let row = sqlx::query(&format!(
         "SELECT {CONFIG_COLUMNS} FROM cloud_configurations \
-         WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL"
+         WHERE organization_id = $1 AND id = $2"
     ))
     .bind(org.to_string())
     .bind(id.to_string())
@@ -283,8 +430,12 @@ impl Store {
                 let was_deleted = row.try_get::<Option<i64>, _>("deleted_at")?.is_some();
                 sqlx::query(
                     "UPDATE cloud_configurations SET version = version + 1, deleted_at = NULL, \
-                     updated_at = $1 WHERE id = $2",
+                     control_plane_geo = $1, gateway_version = $2, api_access = $3, \
+                     updated_at = $4 WHERE id = $5",
                 )
+                .bind(&desired.control_plane_geo)
+                .bind(&desired.gateway_version)
+                .bind(&desired.api_access)
                 .bind(now)
                 .bind(id.to_string())
                 .execute(&mut *tx)
@@ -295,12 +446,15 @@ impl Store {
                 let id = Uuid::new_v4();
                 sqlx::query(
                     "INSERT INTO cloud_configurations (id, organization_id, control_plane_id, \
-                     version, deleted_at, created_at, updated_at) \
-                     VALUES ($1, $2, $3, 1, NULL, $4, $5)",
+                     version, control_plane_geo, gateway_version, api_access, deleted_at, \
+                     created_at, updated_at) VALUES ($1, $2, $3, 1, $4, $5, $6, NULL, $7, $8)",
                 )
                 .bind(id.to_string())
                 .bind(org.to_string())
                 .bind(&cp)
+                .bind(&desired.control_plane_geo)
+                .bind(&desired.gateway_version)
+                .bind(&desired.api_access)
                 .bind(now)
                 .bind(now)
                 .execute(&mut *tx)
@@ -321,17 +475,33 @@ impl Store {
             .map(|row| group_from_row(row).map(|g| (g.network_id, g)))
             .collect::<StoreResult<_>>()?;
         for group in &desired.dataplane_groups {
-            match live.remove(&group.network_id) {
+            let kept = live.remove(&group.network_id);
+            let (instance_type, requested) = group.sizing(
+                kept.as_ref()
+                    .filter(|k| matches!(k.autoscale, Autoscale::Autopilot { .. }))
+                    .map(|k| k.requested_instances),
+            );
+            let (kind, base_rps, max_rps) = group.autoscale_columns();
+            let environment = to_json(&group.environment, "dataplane group environment")?;
+            match kept {
                 Some(kept) => {
+                    // A group leaving autopilot forgets its last decision.
                     sqlx::query(
                         "UPDATE cloud_dataplane_groups SET provider = $1, region = $2, \
-                         instance_type = $3, requested_instances = $4, updated_at = $5 \
-                         WHERE id = $6",
+                         instance_type = $3, requested_instances = $4, autoscale_kind = $5, \
+                         base_rps = $6, max_rps = $7, environment = $8, \
+                         autopilot = CASE WHEN $9 = 'autopilot' THEN autopilot ELSE NULL END, \
+                         updated_at = $10 WHERE id = $11",
                     )
                     .bind(group.provider.as_str())
                     .bind(&group.region)
-                    .bind(&group.instance_type)
-                    .bind(i64::from(group.requested_instances))
+                    .bind(&instance_type)
+                    .bind(i64::from(requested))
+                    .bind(kind)
+                    .bind(base_rps)
+                    .bind(max_rps)
+                    .bind(&environment)
+                    .bind(kind)
                     .bind(now)
                     .bind(kept.id.to_string())
                     .execute(&mut *tx)
@@ -341,9 +511,10 @@ impl Store {
                     sqlx::query(
                         "INSERT INTO cloud_dataplane_groups (id, configuration_id, \
                          organization_id, control_plane_id, provider, region, network_id, \
-                         instance_type, requested_instances, state, state_reason, nodes, \
-                         created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, '[]', $11, $12)",
+                         instance_type, requested_instances, autoscale_kind, base_rps, max_rps, \
+                         environment, autopilot, state, state_reason, nodes, created_at, \
+                         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+                         $13, NULL, $14, NULL, '[]', $15, $16)",
                     )
                     .bind(Uuid::new_v4().to_string())
                     .bind(id.to_string())
@@ -352,8 +523,12 @@ impl Store {
                     .bind(group.provider.as_str())
                     .bind(&group.region)
                     .bind(group.network_id.to_string())
-                    .bind(&group.instance_type)
-                    .bind(i64::from(group.requested_instances))
+                    .bind(&instance_type)
+                    .bind(i64::from(requested))
+                    .bind(kind)
+                    .bind(base_rps)
+                    .bind(max_rps)
+                    .bind(&environment)
                     .bind(DataplaneGroupState::Created.as_str())
                     .bind(now)
                     .bind(now)
@@ -370,27 +545,21 @@ impl Store {
         Ok((record, created))
     }
 
-    /// One live configuration of the organisation (a deleted one is "not found").
+    /// One configuration of the organisation (a deleted one while its groups terminate).
     pub async fn configuration(&self, org: Uuid, id: Uuid) -> StoreResult<ConfigurationRecord> {
         let mut conn = self.pool().acquire().await?;
         fetch(&mut conn, org, id).await
     }
 
-    /// The organisation's live configurations in id order, after the cursor.
-    pub async fn list_configurations(
-        &self,
-        org: Uuid,
-        after: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<ConfigurationRecord>> {
+    /// Every configuration of the organisation (deleted ones while their groups terminate),
+    /// oldest first: one per control plane, so lists filter and page them in memory.
+    pub async fn list_configurations(&self, org: Uuid) -> StoreResult<Vec<ConfigurationRecord>> {
         let mut conn = self.pool().acquire().await?;
         let rows = sqlx::query(&format!(
             "SELECT {CONFIG_COLUMNS} FROM cloud_configurations WHERE organization_id = $1 \
-             AND deleted_at IS NULL AND id > $2 ORDER BY id LIMIT $3"
+             ORDER BY created_at, id"
         ))
         .bind(org.to_string())
-        .bind(after.unwrap_or(""))
-        .bind(limit)
         .fetch_all(&mut *conn)
         .await?;
         let mut records = Vec::with_capacity(rows.len());
@@ -400,14 +569,15 @@ impl Store {
         Ok(records)
     }
 
-    /// Deletes a configuration: it disappears from the API at once and its groups terminate;
-    /// the reconciler removes the nodes and then the rows.
+    /// Deletes a configuration: its groups become `terminating` (and show so) until the
+    /// reconciler has removed their nodes, and then the row goes. Deleting it again meanwhile
+    /// is a no-op.
     pub async fn delete_configuration(&self, org: Uuid, id: Uuid) -> StoreResult<()> {
         let now = self.clock().now();
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
-            "UPDATE cloud_configurations SET deleted_at = $1, updated_at = $2 \
-             WHERE organization_id = $3 AND id = $4 AND deleted_at IS NULL",
+            "UPDATE cloud_configurations SET deleted_at = COALESCE(deleted_at, $1), \
+             updated_at = $2 WHERE organization_id = $3 AND id = $4",
         )
         .bind(now)
         .bind(now)
@@ -439,6 +609,31 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// Records autopilot's decision for a group and asks for its node count; answers
+    /// whether it was taken (not when the group left autopilot or started terminating
+    /// meanwhile: the user's PUT or DELETE wins).
+    pub async fn record_autopilot_decision(
+        &self,
+        id: Uuid,
+        decision: &AutopilotDecision,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE cloud_dataplane_groups SET requested_instances = $1, autopilot = $2 \
+             WHERE id = $3 AND autoscale_kind = $4 AND state <> $5 AND state <> $6",
+        )
+        .bind(i64::from(decision.desired_instances))
+        .bind(to_json(decision, "autopilot decision")?)
+        .bind(id.to_string())
+        .bind(AUTOSCALE_AUTOPILOT)
+        .bind(TERMINATING)
+        .bind(TERMINATED)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 }
 

@@ -14,7 +14,9 @@ mod reconcile;
 mod transit_gateways;
 
 pub use configurations::{
-    ConfigurationRecord, DataplaneGroupRecord, DesiredConfiguration, DesiredDataplaneGroup,
+    AutopilotDecision, Autoscale, ConfigurationRecord, DataplaneGroupRecord, DesiredConfiguration,
+    DesiredDataplaneGroup, EnvironmentVariable, AUTOPILOT_SIZE, AUTOSCALE_AUTOPILOT,
+    AUTOSCALE_STATIC,
 };
 pub use networks::{NetworkRecord, NewNetwork};
 pub use provider_accounts::{CloudProvider, NewProviderAccount, ProviderAccountRecord};

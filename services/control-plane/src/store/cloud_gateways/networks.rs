@@ -38,6 +38,10 @@ pub struct NetworkRecord {
     pub provider_metadata: NetworkObserved,
     /// Attachments that are not terminated.
     pub transit_gateway_count: i64,
+    /// Configurations with a group in it that is not terminated.
+    pub configuration_reference_count: i64,
+    /// Bumped by every change the API makes (Konnect's `entity_version`).
+    pub entity_version: i64,
     /// Creation time, Unix seconds.
     pub created_at: i64,
     /// Last change, Unix seconds.
@@ -74,9 +78,11 @@ pub struct NewNetwork {
 
 pub(super) const SELECT: &str = "SELECT n.id, n.organization_id, n.provider_account_id, \
     a.provider, n.name, n.region, n.availability_zones, n.cidr_block, n.state, n.state_reason, \
-    n.provider_metadata, n.created_at, n.updated_at, \
+    n.provider_metadata, n.entity_version, n.created_at, n.updated_at, \
     (SELECT COUNT(*) FROM cloud_transit_gateways t WHERE t.network_id = n.id \
-     AND t.state <> 'terminated') AS transit_gateway_count \
+     AND t.state <> 'terminated') AS transit_gateway_count, \
+    (SELECT COUNT(DISTINCT g.configuration_id) FROM cloud_dataplane_groups g \
+     WHERE g.network_id = n.id AND g.state <> 'terminated') AS configuration_reference_count \
     FROM cloud_networks n JOIN cloud_provider_accounts a ON a.id = n.provider_account_id";
 
 pub(super) fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<NetworkRecord> {
@@ -105,6 +111,8 @@ pub(super) fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<NetworkRecord> {
             "network provider metadata",
         )?,
         transit_gateway_count: row.try_get("transit_gateway_count")?,
+        configuration_reference_count: row.try_get("configuration_reference_count")?,
+        entity_version: row.try_get("entity_version")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -198,19 +206,13 @@ impl Store {
         fetch(&mut conn, org, id).await
     }
 
-    /// The organisation's networks in id order, after the cursor.
-    pub async fn list_networks(
-        &self,
-        org: Uuid,
-        after: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<NetworkRecord>> {
+    /// Every network of the organisation, oldest first. An organisation has a handful at
+    /// most, so lists filter and page them in memory.
+    pub async fn list_networks(&self, org: Uuid) -> StoreResult<Vec<NetworkRecord>> {
         let rows = sqlx::query(&format!(
-            "{SELECT} WHERE n.organization_id = $1 AND n.id > $2 ORDER BY n.id LIMIT $3"
+            "{SELECT} WHERE n.organization_id = $1 ORDER BY n.created_at, n.id"
         ))
         .bind(org.to_string())
-        .bind(after.unwrap_or(""))
-        .bind(limit)
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(from_row).collect()
@@ -226,8 +228,8 @@ impl Store {
         let now = self.clock().now();
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
-            "UPDATE cloud_networks SET name = $1, updated_at = $2 \
-             WHERE organization_id = $3 AND id = $4",
+            "UPDATE cloud_networks SET name = $1, entity_version = entity_version + 1, \
+             updated_at = $2 WHERE organization_id = $3 AND id = $4",
         )
         .bind(name)
         .bind(now)

@@ -138,23 +138,52 @@ impl Store {
         }
     }
 
-    /// The organisation's provider accounts in id order, after the cursor.
+    /// Every provider account of the organisation, oldest first. An organisation has a handful
+    /// at most, so lists filter and page them in memory.
     pub async fn list_provider_accounts(
         &self,
         org: Uuid,
-        after: Option<&str>,
-        limit: i64,
     ) -> StoreResult<Vec<ProviderAccountRecord>> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM cloud_provider_accounts WHERE organization_id = $1 \
-             AND id > $2 ORDER BY id LIMIT $3"
+             ORDER BY created_at, id"
         ))
         .bind(org.to_string())
-        .bind(after.unwrap_or(""))
-        .bind(limit)
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(from_row).collect()
+    }
+
+    /// The organisation's account of `provider` with this account id, registered first if
+    /// it has none yet (every organisation sees the `local` account without creating it).
+    pub async fn ensure_provider_account(
+        &self,
+        org: Uuid,
+        new: NewProviderAccount,
+    ) -> StoreResult<ProviderAccountRecord> {
+        let find = || async {
+            let row = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM cloud_provider_accounts WHERE organization_id = $1 \
+                 AND provider = $2 AND provider_account_id = $3"
+            ))
+            .bind(org.to_string())
+            .bind(new.provider.as_str())
+            .bind(&new.provider_account_id)
+            .fetch_optional(self.pool())
+            .await?;
+            row.as_ref().map(from_row).transpose()
+        };
+        if let Some(found) = find().await? {
+            return Ok(found);
+        }
+        match self.create_provider_account(org, new.clone()).await {
+            Ok(created) => Ok(created),
+            // A concurrent caller registered it first: that row is the answer.
+            Err(StoreError::Conflict { .. }) => find().await?.ok_or_else(|| {
+                StoreError::Internal(anyhow::anyhow!("provider account vanished after conflict"))
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// Deletes a provider account; refused while any network (even a terminating one, whose

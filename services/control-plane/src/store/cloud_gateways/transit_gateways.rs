@@ -41,6 +41,8 @@ pub struct TransitGatewayRecord {
     pub reason: Option<String>,
     /// What the reconciler found.
     pub provider_metadata: TransitGatewayObserved,
+    /// Bumped by every change the API makes (Konnect's `entity_version`).
+    pub entity_version: i64,
     /// Creation time, Unix seconds.
     pub created_at: i64,
     /// Last change, Unix seconds.
@@ -78,7 +80,7 @@ pub struct NewTransitGateway {
 
 pub(super) const SELECT: &str = "SELECT t.id, t.organization_id, t.network_id, n.region, \
     t.name, t.cidr_blocks, t.dns_config, t.transit_gateway_id, t.ram_share_arn, t.state, \
-    t.state_reason, t.provider_metadata, t.created_at, t.updated_at \
+    t.state_reason, t.provider_metadata, t.entity_version, t.created_at, t.updated_at \
     FROM cloud_transit_gateways t JOIN cloud_networks n ON n.id = t.network_id";
 
 pub(super) fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<TransitGatewayRecord> {
@@ -109,6 +111,7 @@ pub(super) fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<TransitGatewayRec
             &row.try_get::<String, _>("provider_metadata")?,
             "transit gateway provider metadata",
         )?,
+        entity_version: row.try_get("entity_version")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -262,25 +265,22 @@ impl Store {
         fetch(&mut conn, org, network_id, id).await
     }
 
-    /// A network's attachments in id order, after the cursor; "not found" when the network is
-    /// not the organisation's.
+    /// Every attachment of a network, oldest first (a network has a few at most, so lists
+    /// filter and page them in memory); "not found" when the network is not the
+    /// organisation's.
     pub async fn list_transit_gateways(
         &self,
         org: Uuid,
         network_id: Uuid,
-        after: Option<&str>,
-        limit: i64,
     ) -> StoreResult<Vec<TransitGatewayRecord>> {
         let mut conn = self.pool().acquire().await?;
         super::networks::fetch(&mut conn, org, network_id).await?;
         let rows = sqlx::query(&format!(
-            "{SELECT} WHERE t.organization_id = $1 AND t.network_id = $2 AND t.id > $3 \
-             ORDER BY t.id LIMIT $4"
+            "{SELECT} WHERE t.organization_id = $1 AND t.network_id = $2 \
+             ORDER BY t.created_at, t.id"
         ))
         .bind(org.to_string())
         .bind(network_id.to_string())
-        .bind(after.unwrap_or(""))
-        .bind(limit)
         .fetch_all(&mut *conn)
         .await?;
         rows.iter().map(from_row).collect()
@@ -310,7 +310,8 @@ impl Store {
         }
         let cidrs = checked_cidrs(&mut tx, &network, id, cidr_blocks).await?;
         sqlx::query(
-            "UPDATE cloud_transit_gateways SET cidr_blocks = $1, updated_at = $2 WHERE id = $3",
+            "UPDATE cloud_transit_gateways SET cidr_blocks = $1, \
+             entity_version = entity_version + 1, updated_at = $2 WHERE id = $3",
         )
         .bind(encode_cidrs(&cidrs)?)
         .bind(now)
