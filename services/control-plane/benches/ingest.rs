@@ -65,6 +65,7 @@ async fn fixture() -> Fixture {
                 version: "0.1.0",
                 config_hash: "",
                 cert_expiry: None,
+                data_plane_cert_id: Uuid::new_v4(),
                 incompatible: None,
                 connected: true,
             })
