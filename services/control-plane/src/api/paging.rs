@@ -405,7 +405,9 @@ mod tests {
                 .expect_err("refused"),
         );
         assert!(text.contains("unknown filter field \"colour\""), "{text}");
-        query(&[("filter[name][eq]", "a")]).only(&known).expect("accepted");
+        query(&[("filter[name][eq]", "a")])
+            .only(&known)
+            .expect("accepted");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::link::{Link, LinkBuilder};
 use utoipa::openapi::path::{HttpMethod, Operation};
 use utoipa::openapi::RefOr;
 
@@ -73,11 +73,14 @@ fn id_pointer(op: &Operation, status: &str) -> &'static str {
     }
 }
 
+/// Links to add to one operation: its path, its index under that path, the answer's status,
+/// and the named links.
+type PlannedLinks = (String, usize, &'static str, Vec<(String, RefOr<Link>)>);
+
 /// Adds the links to every creating operation's success answer.
 pub(super) fn link_created_ids(paths: &mut BTreeMap<String, Vec<(HttpMethod, Operation)>>) {
-    // (creating path, method index) -> links to add; computed first, applied after, since
-    // the targets live in the same map.
-    let mut planned: Vec<(String, usize, &'static str, Vec<(String, RefOr<_>)>)> = Vec::new();
+    // Computed first, applied after, since the targets live in the same map.
+    let mut planned: Vec<PlannedLinks> = Vec::new();
     for (path, ops) in paths.iter() {
         let base_params = path_params(path);
         for (index, (method, op)) in ops.iter().enumerate() {
