@@ -128,18 +128,18 @@ mod tests {
     #[test]
     fn tags_parse_as_kong_does() {
         assert_eq!(
-            tag_filter(&query("a,b")).unwrap(),
+            tag_filter(&query("a,b")).expect("a valid filter"),
             Some(TagFilter::All(vec!["a".into(), "b".into()]))
         );
         assert_eq!(
-            tag_filter(&query("a/b")).unwrap(),
+            tag_filter(&query("a/b")).expect("a valid filter"),
             Some(TagFilter::Any(vec!["a".into(), "b".into()]))
         );
         assert_eq!(
-            tag_filter(&query("solo")).unwrap(),
+            tag_filter(&query("solo")).expect("a valid filter"),
             Some(TagFilter::All(vec!["solo".into()]))
         );
-        assert_eq!(tag_filter(&query("")).unwrap(), None);
+        assert_eq!(tag_filter(&query("")).expect("a valid filter"), None);
         for bad in ["a,b/c", "a,,b", "a/", "1,2,3,4,5,6"] {
             assert!(tag_filter(&query(bad)).is_err(), "{bad}");
         }
