@@ -5,6 +5,7 @@
 mod analytics;
 mod cloud_gateways;
 mod control_planes;
+mod core_entities;
 mod join_tokens;
 mod links;
 mod nodes;
@@ -12,10 +13,7 @@ mod portals_billing;
 
 use std::collections::BTreeMap;
 
-use fleetgate_config::{
-    CaCertificate, Certificate, Consumer, EntityKind, FieldError, KeyAuthCredential, Plugin, Route,
-    Service, Sni, Target, Upstream,
-};
+use fleetgate_config::FieldError;
 use utoipa::openapi::path::{
     HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn, PathItemBuilder,
 };
@@ -29,8 +27,6 @@ use utoipa::openapi::{
 use utoipa::ToSchema;
 
 use crate::api::declarative::ImportResult;
-use crate::api::entities::collection_path;
-use crate::api::extract::PageMeta;
 use crate::api::licenses::{License, PutLicense};
 use crate::api::paging::{CursorPageInfo, NumberedMeta};
 use crate::api::tokens::{CreateToken, CreatedToken};
@@ -43,15 +39,6 @@ fn schema_ref(name: &str) -> RefOr<Schema> {
 
 fn string_schema() -> RefOr<Schema> {
     ObjectBuilder::new().schema_type(Type::String).into()
-}
-
-fn page_of(item: RefOr<Schema>) -> RefOr<Schema> {
-    ObjectBuilder::new()
-        .property("data", ArrayBuilder::new().items(item))
-        .required("data")
-        .property("meta", schema_ref("PageMeta"))
-        .required("meta")
-        .into()
 }
 
 /// `{data, meta: {page: {number, size, total}}}`: Konnect's numbered list.
@@ -75,7 +62,6 @@ fn cursor_list(item: RefOr<Schema>) -> RefOr<Schema> {
 }
 
 /// `{data, offset, next}`: Kong's Admin API list.
-#[allow(dead_code)] // until the core entities move to it
 fn kong_list(item: RefOr<Schema>) -> RefOr<Schema> {
     ObjectBuilder::new()
         .property("data", ArrayBuilder::new().items(item))
@@ -113,6 +99,8 @@ struct Op {
     authenticated: bool,
     /// Problem answers beyond the ones every operation has (e.g. 422).
     extra_problems: Vec<(&'static str, &'static str)>,
+    /// The 401 answer is Kong's `{message, status}` (core entities), not a problem.
+    kong_unauthorized: bool,
 }
 
 impl Op {
@@ -138,7 +126,14 @@ impl Op {
             builder,
             authenticated: true,
             extra_problems: Vec::new(),
+            kong_unauthorized: false,
         }
+    }
+
+    /// Answers 401 in Kong's shape, as Konnect's core-entity operations do.
+    fn kong_unauthorized(mut self) -> Self {
+        self.kong_unauthorized = true;
+        self
     }
 
     fn problem(mut self, status: &'static str, description: &'static str) -> Self {
@@ -172,18 +167,6 @@ impl Op {
         self
     }
 
-    /// The old cursor pages (`page[size]`, `page[after]` -> `meta.page.next_cursor`), until
-    /// every list has moved to one of Konnect's shapes.
-    fn paged(self) -> Self {
-        self.listed(&[
-            ("page[size]", "Items per page, 1 to 1000 (default 100)."),
-            (
-                "page[after]",
-                "Cursor from `meta.page.next_cursor` of the previous page.",
-            ),
-        ])
-    }
-
     /// Konnect's numbered pages.
     fn numbered(self) -> Self {
         self.listed(&[
@@ -204,7 +187,6 @@ impl Op {
     }
 
     /// Kong's Admin API paging.
-    #[allow(dead_code)] // until the core entities move to it
     fn kong_paged(self) -> Self {
         self.listed(&[
             ("size", "Items per page, 1 to 1000 (default 100)."),
@@ -264,14 +246,19 @@ impl Op {
         problems.extend([("404", "Not found"), ("409", "Conflict")]);
         problems.extend(self.extra_problems);
         for (status, description) in problems {
+            let (media, schema) = if status == "401" && self.kong_unauthorized {
+                ("application/json", "GatewayUnauthorizedError")
+            } else {
+                ("application/problem+json", "Problem")
+            };
             builder = builder.response(
                 status,
                 ResponseBuilder::new()
                     .description(description)
                     .content(
-                        "application/problem+json",
+                        media,
                         ContentBuilder::new()
-                            .schema(Some(schema_ref("Problem")))
+                            .schema(Some(schema_ref(schema)))
                             .build(),
                     )
                     .build(),
@@ -279,82 +266,6 @@ impl Op {
         }
         (self.path, self.method, builder.build())
     }
-}
-
-fn entity_ops(kind: EntityKind, schema: &str, base: &str, tag: &str, ops: &mut Vec<Op>) {
-    let item = format!("{base}/{{entity}}");
-    let one = kind.singular().replace(['-', ' '], "_");
-    let many = kind.collection();
-    let entity = || Some(schema_ref(schema));
-    ops.push(
-        Op::new(
-            HttpMethod::Get,
-            base,
-            &format!("list_{many}"),
-            &format!("List {many}"),
-            tag,
-        )
-        .paged()
-        .ok(
-            "200",
-            "A page of entities",
-            Some(page_of(schema_ref(schema))),
-        ),
-    );
-    ops.push(
-        Op::new(
-            HttpMethod::Post,
-            base,
-            &format!("create_{one}"),
-            &format!("Create a {}", kind.singular()),
-            tag,
-        )
-        .json_body(schema_ref(schema))
-        .ok("201", "Created", entity()),
-    );
-    ops.push(
-        Op::new(
-            HttpMethod::Get,
-            &item,
-            &format!("get_{one}"),
-            &format!("Get a {} by id or name", kind.singular()),
-            tag,
-        )
-        .ok("200", "The entity", entity()),
-    );
-    ops.push(
-        Op::new(
-            HttpMethod::Put,
-            &item,
-            &format!("upsert_{one}"),
-            &format!("Create or replace a {}", kind.singular()),
-            tag,
-        )
-        .json_body(schema_ref(schema))
-        .ok("200", "Replaced", entity())
-        .ok("201", "Created", entity()),
-    );
-    ops.push(
-        Op::new(
-            HttpMethod::Patch,
-            &item,
-            &format!("update_{one}"),
-            &format!("Change fields of a {}", kind.singular()),
-            tag,
-        )
-        .json_body(any_object())
-        .ok("200", "Updated", entity()),
-    );
-    ops.push(
-        Op::new(
-            HttpMethod::Delete,
-            &item,
-            &format!("delete_{one}"),
-            &format!("Delete a {}", kind.singular()),
-            tag,
-        )
-        .ok("204", "Deleted", None),
-    );
 }
 
 fn operations() -> Vec<Op> {
@@ -457,41 +368,8 @@ fn operations() -> Vec<Op> {
         )
         .body("application/yaml", string_schema())
         .ok("200", "Imported", Some(schema_ref("ImportResult"))),
-        Op::new(
-            HttpMethod::Get,
-            "/v2/control-planes/{control_plane_id}/core-entities/schemas/plugins/{plugin_name}",
-            "get_plugin_schema",
-            "The config schema of a plugin",
-            "core-entities",
-        )
-        .ok("200", "The schema", Some(any_object())),
     ];
-    for (kind, schema) in [
-        (EntityKind::Service, "Service"),
-        (EntityKind::Route, "Route"),
-        (EntityKind::Consumer, "Consumer"),
-        (EntityKind::Plugin, "Plugin"),
-        (EntityKind::Upstream, "Upstream"),
-        (EntityKind::Target, "Target"),
-        (EntityKind::Certificate, "Certificate"),
-        (EntityKind::Sni, "Sni"),
-        (EntityKind::CaCertificate, "CaCertificate"),
-    ] {
-        entity_ops(
-            kind,
-            schema,
-            &collection_path(kind),
-            "core-entities",
-            &mut ops,
-        );
-    }
-    entity_ops(
-        EntityKind::KeyAuthCredential,
-        "KeyAuthCredential",
-        "/v2/control-planes/{control_plane_id}/core-entities/consumers/{consumer}/key-auth",
-        "core-entities",
-        &mut ops,
-    );
+    core_entities::core_entity_ops(&mut ops);
     nodes::node_ops(&mut ops);
     nodes::dp_certificate_ops(&mut ops);
     analytics::analytics_ops(&mut ops);
@@ -553,7 +431,6 @@ pub fn document() -> OpenApi {
     let mut schemas = Vec::new();
     add_schema::<Problem>(&mut schemas);
     add_schema::<FieldError>(&mut schemas);
-    add_schema::<PageMeta>(&mut schemas);
     add_schema::<NumberedMeta>(&mut schemas);
     add_schema::<CursorPageInfo>(&mut schemas);
     add_schema::<Organization>(&mut schemas);
@@ -562,18 +439,9 @@ pub fn document() -> OpenApi {
     add_schema::<CreatedToken>(&mut schemas);
     control_planes::add_schemas(&mut schemas);
     add_schema::<ImportResult>(&mut schemas);
-    add_schema::<Service>(&mut schemas);
-    add_schema::<Route>(&mut schemas);
-    add_schema::<Consumer>(&mut schemas);
-    add_schema::<KeyAuthCredential>(&mut schemas);
-    add_schema::<Plugin>(&mut schemas);
-    add_schema::<Upstream>(&mut schemas);
-    add_schema::<Target>(&mut schemas);
-    add_schema::<Certificate>(&mut schemas);
-    add_schema::<Sni>(&mut schemas);
-    add_schema::<CaCertificate>(&mut schemas);
     add_schema::<PutLicense>(&mut schemas);
     add_schema::<License>(&mut schemas);
+    core_entities::add_schemas(&mut schemas);
     portals_billing::add_schemas(&mut schemas);
     cloud_gateways::add_schemas(&mut schemas);
     join_tokens::add_schemas(&mut schemas);

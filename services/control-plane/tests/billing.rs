@@ -109,7 +109,7 @@ async fn services_count_as_the_peak_of_simultaneous_services() {
         json!({"url": "http://upstream.internal"}),
     )
     .await
-    .expect(201);
+    .expect(200);
     // Replacing an existing service through PUT or PATCH is not a new service.
     app.store.clock().pin(at("2024-03", 26, 0, 0, 0));
     app.put(

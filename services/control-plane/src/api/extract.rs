@@ -5,11 +5,8 @@ use std::collections::BTreeMap;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use fleetgate_config::FieldError;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -150,97 +147,6 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
                 .collect(),
         ))
     }
-}
-
-/// Cursor pagination: `page[size]` (1..=1000) and an opaque `page[after]`.
-#[derive(Debug, Clone)]
-pub struct Page {
-    /// Items per page.
-    pub size: i64,
-    /// Sort key of the last item of the previous page.
-    pub after: Option<String>,
-}
-
-impl Page {
-    /// Reads the page parameters, rejecting bad values with the parameter's name.
-    pub fn from_query(query: &QueryParams) -> Result<Self, ApiError> {
-        let size = match query.0.get("page[size]") {
-            None => DEFAULT_PAGE_SIZE,
-            Some(raw) => match raw.parse::<i64>() {
-                Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
-                _ => {
-                    return Err(ApiError::field(
-                        "page[size]",
-                        format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
-                    ))
-                }
-            },
-        };
-        let after = match query.0.get("page[after]") {
-            None => None,
-            Some(raw) if raw.is_empty() => None,
-            Some(raw) => Some(
-                URL_SAFE_NO_PAD
-                    .decode(raw)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| {
-                        ApiError::field("page[after]", "is not a cursor this API returned")
-                    })?,
-            ),
-        };
-        Ok(Self { size, after })
-    }
-
-    /// Rows to fetch: one more than the page, to learn whether another page follows.
-    pub fn fetch_limit(&self) -> i64 {
-        self.size + 1
-    }
-
-    /// Cuts the fetched rows to the page and builds the list answer.
-    pub fn finish<T: Serialize>(&self, mut items: Vec<T>, key: impl Fn(&T) -> String) -> PageOf<T> {
-        let more = items.len() as i64 > self.size;
-        items.truncate(self.size as usize);
-        let next_cursor = if more {
-            items.last().map(|last| URL_SAFE_NO_PAD.encode(key(last)))
-        } else {
-            None
-        };
-        PageOf {
-            data: items,
-            meta: PageMeta {
-                page: PageInfo {
-                    size: self.size,
-                    next_cursor,
-                },
-            },
-        }
-    }
-}
-
-/// A page of a list.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct PageOf<T> {
-    /// The items of this page.
-    pub data: Vec<T>,
-    /// Pagination details.
-    pub meta: PageMeta,
-}
-
-/// List metadata.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct PageMeta {
-    /// Pagination details.
-    pub page: PageInfo,
-}
-
-/// Pagination details.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct PageInfo {
-    /// The page size used.
-    pub size: i64,
-    /// Pass as `page[after]` to get the next page; absent on the last page.
-    pub next_cursor: Option<String>,
 }
 
 /// Parses an id path segment; a malformed id can name nothing, so it is "not found".

@@ -7,17 +7,22 @@ use axum::{Json, Router};
 use fleetgate_config::plugins::{plugin_schema, PLUGIN_NAMES};
 use serde_json::json;
 
-use super::extract::{parse_id, PathParams};
+use super::extract::{parse_id, PathParams, QueryParams};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// Plugin schema routes.
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/v2/control-planes/{control_plane_id}/core-entities/schemas/plugins/{plugin_name}",
-        get(plugin),
-    )
+    Router::new()
+        .route(
+            "/v2/control-planes/{control_plane_id}/core-entities/schemas/plugins/{plugin_name}",
+            get(plugin),
+        )
+        // A core-entities path: Kong's 401 body, like the entities themselves.
+        .layer(axum::middleware::map_response(
+            super::entities::kong_unauthorized,
+        ))
 }
 
 /// The JSON Schema of a plugin's `config`.
@@ -25,7 +30,9 @@ pub async fn plugin(
     State(state): State<AppState>,
     caller: Caller,
     PathParams((cp, name)): PathParams<(String, String)>,
+    query: QueryParams,
 ) -> ApiResult<Json<serde_json::Value>> {
+    query.only(&[])?;
     let cp = parse_id(&cp, "control plane")?;
     state
         .store

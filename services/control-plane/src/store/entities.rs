@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::billing;
 use super::organizations::parse_uuid;
-use super::{now_unix, Store, StoreError, StoreResult};
+use super::{now_unix, Backend, Store, StoreError, StoreResult};
 
 /// An entity ready to be written: its canonical body plus the keys and references the store
 /// enforces.
@@ -84,6 +84,57 @@ pub struct ReferenceRow {
     pub to_kind: EntityKind,
     /// The parent's id.
     pub to_id: Uuid,
+}
+
+/// Kong's `tags` filter on lists: entities carrying every tag (`tags=a,b`) or any of them
+/// (`tags=a/b`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagFilter {
+    /// Every tag must be present.
+    All(Vec<String>),
+    /// At least one tag must be present.
+    Any(Vec<String>),
+}
+
+/// What a list of entities is narrowed to, and the window after the cursor.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EntityListQuery<'a> {
+    /// Only entities referencing this parent (the routes of a service, …).
+    pub parent: Option<ReferenceRow>,
+    /// Only entities whose tags match.
+    pub tags: Option<&'a TagFilter>,
+    /// Only ids after this one (the previous page's last id).
+    pub after: Option<&'a str>,
+    /// At most this many rows.
+    pub limit: i64,
+}
+
+/// The SQL condition (` AND …`) for a tag filter over `e.body`'s `tags` array, adding its
+/// values to `binds`. The stored body is text on both engines, so each reads it as JSON
+/// with its own function; the tag values are always bound, never spliced in.
+fn tag_condition(backend: Backend, filter: &TagFilter, binds: &mut Vec<String>) -> String {
+    let elements = match backend {
+        Backend::Sqlite => "json_each(e.body, '$.tags') t",
+        Backend::Postgres => "jsonb_array_elements_text(e.body::jsonb -> 'tags') AS t(value)",
+    };
+    let mut placeholders = |tags: &[String]| -> Vec<String> {
+        tags.iter()
+            .map(|tag| {
+                binds.push(tag.clone());
+                format!("${}", binds.len())
+            })
+            .collect()
+    };
+    match filter {
+        TagFilter::All(tags) => placeholders(tags)
+            .into_iter()
+            .map(|p| format!(" AND EXISTS (SELECT 1 FROM {elements} WHERE t.value = {p})"))
+            .collect(),
+        TagFilter::Any(tags) => format!(
+            " AND EXISTS (SELECT 1 FROM {elements} WHERE t.value IN ({}))",
+            placeholders(tags).join(", ")
+        ),
+    }
 }
 
 /// The field Kong lets callers use instead of the id in a path (`/services/{name}`).
@@ -426,48 +477,51 @@ impl Store {
             .ok_or_else(not_found)
     }
 
-    /// Lists entities of a kind in id order after the cursor, optionally only those that
-    /// reference `parent`.
+    /// Lists entities of a kind in id order after the cursor: only those that reference
+    /// `parent` when given, and only those whose `tags` match the filter. Both filters run in
+    /// SQL, so a page is always `limit` matching rows however few entities match.
     pub async fn list_entities(
         &self,
         org: Uuid,
         cp: Uuid,
         kind: EntityKind,
-        parent: Option<ReferenceRow>,
-        after: Option<&str>,
-        limit: i64,
+        query: EntityListQuery<'_>,
     ) -> StoreResult<Vec<EntityRecord>> {
         self.control_plane(org, cp).await?;
-        let rows =
-            match parent {
-                None => {
-                    sqlx::query(
-                        "SELECT kind, id, body, created_at, updated_at FROM core_entities \
-                     WHERE control_plane_id = $1 AND kind = $2 AND id > $3 ORDER BY id LIMIT $4",
-                    )
-                    .bind(cp.to_string())
-                    .bind(kind.collection())
-                    .bind(after.unwrap_or(""))
-                    .bind(limit)
-                    .fetch_all(self.pool())
-                    .await?
-                }
-                Some(parent) => sqlx::query(
-                    "SELECT e.kind, e.id, e.body, e.created_at, e.updated_at FROM core_entities e \
-                     JOIN entity_references r ON r.control_plane_id = e.control_plane_id \
-                     AND r.from_kind = e.kind AND r.from_id = e.id \
-                     WHERE e.control_plane_id = $1 AND e.kind = $2 AND r.to_kind = $3 \
-                     AND r.to_id = $4 AND e.id > $5 ORDER BY e.id LIMIT $6",
-                )
-                .bind(cp.to_string())
-                .bind(kind.collection())
-                .bind(parent.to_kind.collection())
-                .bind(parent.to_id.to_string())
-                .bind(after.unwrap_or(""))
-                .bind(limit)
-                .fetch_all(self.pool())
-                .await?,
-            };
+        let mut binds = vec![cp.to_string(), kind.collection().to_string()];
+        let mut sql = String::from(
+            "SELECT e.kind, e.id, e.body, e.created_at, e.updated_at FROM core_entities e",
+        );
+        if query.parent.is_some() {
+            sql.push_str(
+                " JOIN entity_references r ON r.control_plane_id = e.control_plane_id \
+                 AND r.from_kind = e.kind AND r.from_id = e.id",
+            );
+        }
+        sql.push_str(" WHERE e.control_plane_id = $1 AND e.kind = $2");
+        if let Some(parent) = query.parent {
+            binds.push(parent.to_kind.collection().to_string());
+            binds.push(parent.to_id.to_string());
+            sql.push_str(&format!(
+                " AND r.to_kind = ${} AND r.to_id = ${}",
+                binds.len() - 1,
+                binds.len()
+            ));
+        }
+        if let Some(filter) = query.tags {
+            sql.push_str(&tag_condition(self.backend(), filter, &mut binds));
+        }
+        binds.push(query.after.unwrap_or("").to_string());
+        sql.push_str(&format!(
+            " AND e.id > ${} ORDER BY e.id LIMIT ${}",
+            binds.len(),
+            binds.len() + 1
+        ));
+        let mut statement = sqlx::query(&sql);
+        for value in binds {
+            statement = statement.bind(value);
+        }
+        let rows = statement.bind(query.limit).fetch_all(self.pool()).await?;
         rows.iter().map(record_from_row).collect()
     }
 

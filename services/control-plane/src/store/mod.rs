@@ -36,7 +36,9 @@ pub use control_planes::{
 pub use dp_certificates::{
     CertificateOwner, ControlPlaneCa, DpCertificateRecord, NewDpCertificate,
 };
-pub use entities::{ensure_id, name_field, EntityRecord, EntityWrite, ReferenceRow};
+pub use entities::{
+    ensure_id, name_field, EntityListQuery, EntityRecord, EntityWrite, ReferenceRow, TagFilter,
+};
 pub use join_tokens::{JoinTokenRecord, JoinTokenRefusal, NewJoinToken, JOIN_TOKEN_PREFIX};
 pub use licenses::LicenseRecord;
 pub use nodes::{
