@@ -77,6 +77,12 @@ def _valid_bodies():
         f"POST {entities}/upstreams": lambda s: {"name": f"up-{s}.fuzz.internal"},
         f"POST {entities}/upstreams/{{upstream}}/targets": lambda s: {"target": "10.9.8.7:8080"},
         f"POST {entities}/plugins": lambda s: {"name": "cors"},
+        f"POST {entities}/services/{{service}}/plugins": lambda s: {"name": "cors"},
+        f"POST {entities}/routes/{{route}}/plugins": lambda s: {"name": "cors"},
+        f"POST {entities}/consumers/{{consumer}}/plugins": lambda s: {
+            "name": "rate-limiting",
+            "config": {"minute": 100},
+        },
     }
 
 
