@@ -233,7 +233,7 @@ async fn quickstart_gives_two_gateway_nodes_that_proxy_the_demo_route_and_replac
         async move { api(url).await.filter(|n| in_sync(n)) }
     })
     .await;
-    let after: Vec<String> = api(nodes_url.clone()).await.expect("nodes")["data"]
+    let after: Vec<String> = api(nodes_url.clone()).await.expect("nodes")["items"]
         .as_array()
         .expect("nodes")
         .iter()

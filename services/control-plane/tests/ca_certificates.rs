@@ -112,7 +112,7 @@ async fn ca_certificates_follow_konnect_shapes() {
         json!({ "cert": other }),
     )
     .await
-    .expect(201);
+    .expect(200);
     app.stop().await;
 }
 

@@ -12,9 +12,9 @@ const ACCOUNTS: &str = "/v2/cloud-gateways/provider-accounts";
 const NETWORKS: &str = "/v2/cloud-gateways/networks";
 const CONFIGURATIONS: &str = "/v2/cloud-gateways/configurations";
 
-/// Registers an AWS account (an operator's job) and returns its id.
-async fn aws_account(app: &TestApp, _token: &str, account: &str) -> String {
-    let operator = app.token("org", Role::Operator).await;
+/// Registers an AWS account for the organisation (an operator's job) and returns its id.
+async fn aws_account(app: &TestApp, org: &str, account: &str) -> String {
+    let operator = app.token(org, Role::Operator).await;
     app.post(
         ACCOUNTS,
         &operator,
@@ -183,7 +183,7 @@ async fn provider_accounts_are_registered_listed_and_deleted_when_unused() {
 async fn networks_are_created_renamed_and_deleted_with_field_errors() {
     let app = TestApp::start().await;
     let t = app.token("org", Role::Admin).await;
-    let aws = aws_account(&app, &t, "111122223333").await;
+    let aws = aws_account(&app, "org", "111122223333").await;
     let created = app
         .post(NETWORKS, &t, network_body(&aws, " edge ", "10.10.0.0/16"))
         .await
@@ -358,7 +358,7 @@ async fn networks_are_created_renamed_and_deleted_with_field_errors() {
 async fn transit_gateways_follow_the_cidr_rules_and_only_cidrs_change() {
     let app = TestApp::start().await;
     let t = app.token("org", Role::Admin).await;
-    let aws = aws_account(&app, &t, "111122223333").await;
+    let aws = aws_account(&app, "org", "111122223333").await;
     let net = network(&app, &t, &aws, "edge", "10.0.0.0/16").await;
     let tgws = format!("{NETWORKS}/{net}/transit-gateways");
     let created = app
@@ -546,7 +546,7 @@ async fn configurations_hold_the_whole_desired_state() {
     let app = TestApp::start().await;
     let t = app.token("org", Role::Admin).await;
     let other = app.token("other", Role::Admin).await;
-    let aws = aws_account(&app, &t, "111122223333").await;
+    let aws = aws_account(&app, "org", "111122223333").await;
     let east = network(&app, &t, &aws, "east", "10.0.0.0/16").await;
     let mut west_body = network_body(&aws, "west", "10.1.0.0/16");
     west_body["region"] = json!("us-west-2");
@@ -589,7 +589,7 @@ async fn configurations_hold_the_whole_desired_state() {
 
     // Field-level errors.
     let other_org_net = {
-        let acc = aws_account(&app, &other, "444455556666").await;
+        let acc = aws_account(&app, "other", "444455556666").await;
         network(&app, &other, &acc, "theirs", "10.0.0.0/16").await
     };
     let cases = [
@@ -793,7 +793,7 @@ async fn other_organizations_get_404_and_viewers_only_read() {
     let a = app.token("org-a", Role::Admin).await;
     let b = app.token("org-b", Role::Admin).await;
     let viewer = app.token("org-a", Role::Viewer).await;
-    let aws = aws_account(&app, &a, "111122223333").await;
+    let aws = aws_account(&app, "org-a", "111122223333").await;
     let net = network(&app, &a, &aws, "edge", "10.0.0.0/16").await;
     let tgw = app
         .post(

@@ -49,8 +49,10 @@ pub fn replacement_reason(
         }
         NodeContact::LastPing(at) => {
             // A ping stamped after `now` (clock skew between replicas) is fresh, not silent.
+            // Strictly past the deadline: a ping at this very instant is contact, even with a
+            // zero deadline.
             let silent = now.duration_since(at).unwrap_or_default();
-            (silent >= deadline).then(|| {
+            (silent > deadline).then(|| {
                 format!(
                     "silent for {}s since its last ping (deadline {}s)",
                     silent.as_secs(),

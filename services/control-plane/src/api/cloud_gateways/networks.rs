@@ -227,7 +227,9 @@ async fn validate(state: &AppState, org: Uuid, body: CreateNetwork) -> ApiResult
             None
         }
     };
-    if let (Some(net), true) = (cidr_block, errors.is_empty()) {
+    // Without zones there is nothing to carve; the zone check below names that once.
+    let carve = errors.is_empty() && !body.availability_zones.is_empty();
+    if let (Some(net), true) = (cidr_block, carve) {
         if let Err(e) = cidr::carve_subnets(net, body.availability_zones.len()) {
             errors.push(FieldError {
                 field: e.field,
