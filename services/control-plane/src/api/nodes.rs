@@ -206,6 +206,10 @@ pub async fn list(
     query.only(&CURSOR_PAGE_PARAMS)?;
     let cp = parse_id(&cp, "control plane")?;
     let page = CursorPage::from_query(&query)?;
+    // Counted before listing: nodes only appear (purges are rare), so a total read first
+    // never exceeds what the list then sees, and a client that saw `total` nodes can page
+    // through all of them. (Nothing is answered if the list refuses the control plane.)
+    let total = state.store.count_nodes(cp).await?;
     let records = state
         .store
         .list_nodes(
@@ -215,7 +219,6 @@ pub async fn list(
             page.fetch_limit(),
         )
         .await?;
-    let total = state.store.count_nodes(cp).await?;
     let latest = latest_hash(&state, caller.organization_id, cp).await?;
     let items = records
         .into_iter()
