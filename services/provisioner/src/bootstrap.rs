@@ -1,4 +1,4 @@
-//! What a provisioned gateway node is told at boot: the `fleetgate-dp` settings (DESIGN.md §5
+//! What a provisioned gateway node is told at boot: the `fleetgate-dp` settings (docs/architecture.md
 //! key names) and, for cloud instances, the user-data script that downloads and checks the
 //! node binary, writes the settings and starts the node under systemd (so a stock image does).
 //!

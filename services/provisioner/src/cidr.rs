@@ -1,4 +1,4 @@
-//! CIDR rules for networks and transit-gateway attachments (REFERENCE.md), as pure functions
+//! CIDR rules for networks and transit-gateway attachments (docs/cloud-gateways.md), as pure functions
 //! the API calls before storing anything, and the carving of a network's range into one subnet
 //! per availability zone.
 //!

@@ -1,4 +1,4 @@
-//! Fleetgate provisioner: dedicated cloud gateways (DESIGN.md §7).
+//! Fleetgate provisioner: dedicated cloud gateways (docs/cloud-gateways.md).
 //!
 //! - [`types`]: desired state (networks, dataplane groups, transit-gateway attachments) and
 //!   observed state, as plain structs; [`state`]: Konnect's state names and the mapping from

@@ -1,7 +1,7 @@
 //! Konnect's state names for cloud-gateway resources, and how provider states map onto them.
 //!
 //! The names (`created`, `initializing`, `pending-acceptance`, …) are the API contract
-//! (DESIGN.md §7, REFERENCE.md); serde and `Display` both give them.
+//! (docs/cloud-gateways.md); serde and `Display` both give them.
 
 use std::fmt;
 

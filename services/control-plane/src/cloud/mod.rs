@@ -1,4 +1,4 @@
-//! The cloud-gateway driver: the control plane's side of DESIGN.md §7.
+//! The cloud-gateway driver: the control plane's side of docs/cloud-gateways.md.
 //!
 //! One background task runs reconcile passes over every network, dataplane group and
 //! transit-gateway attachment that is not terminated: on a timer, and at once when the API

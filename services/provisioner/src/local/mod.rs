@@ -1,4 +1,4 @@
-//! The `local` provider, the embedded default (DESIGN.md §7): region `local`, no cloud. Each
+//! The `local` provider, the embedded default (docs/cloud-gateways.md): region `local`, no cloud. Each
 //! gateway node is a `fleetgate-dp` child process on loopback, supervised and restarted;
 //! networks are bookkeeping only; transit gateways are refused.
 //!

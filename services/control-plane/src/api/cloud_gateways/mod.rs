@@ -1,5 +1,5 @@
 //! `/v2/cloud-gateways/...`: dedicated cloud gateways in Konnect's shapes — provider accounts,
-//! networks, their transit gateways, and per-control-plane configurations (DESIGN.md §6, §7).
+//! networks, their transit gateways, and per-control-plane configurations (docs/architecture.md, docs/cloud-gateways.md).
 //! Every call is scoped to the caller's organisation; viewers only read.
 
 pub mod availability;

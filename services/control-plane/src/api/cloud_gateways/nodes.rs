@@ -1,4 +1,4 @@
-//! `GET /v2/cloud-gateways/nodes` (DESIGN.md §6, a Fleetgate addition): every gateway node
+//! `GET /v2/cloud-gateways/nodes` (docs/architecture.md, a Fleetgate addition): every gateway node
 //! of the organisation's dataplane groups as the reconciler last observed it, filtered by
 //! configuration, network or region, in Konnect's numbered pages.
 

@@ -1,4 +1,4 @@
-//! Dedicated cloud gateways (DESIGN.md §7): provider accounts, networks, transit-gateway
+//! Dedicated cloud gateways (docs/cloud-gateways.md): provider accounts, networks, transit-gateway
 //! attachments and configurations with their dataplane groups.
 //!
 //! Rows hold the desired state the API accepted and the observed state the reconcilers last
