@@ -441,6 +441,12 @@ async fn lists_page_filter_and_sort_as_konnect_does() {
             "filter[cluster_type][oeq]=CLUSTER_TYPE_HYBRID,CLUSTER_TYPE_SERVERLESS".into(),
             vec!["prod-west"],
         ),
+        // One of nothing, and id filters that share no id, match nothing (no 500).
+        ("filter[cluster_type][oeq]=".into(), vec![]),
+        (
+            format!("filter[id][eq]={}&filter[id][oeq]={}", ids[0], ids[1]),
+            vec![],
+        ),
         ("filter[cloud_gateway]=true".into(), vec!["prod-east"]),
         (
             "filter[cloud_gateway]=false".into(),

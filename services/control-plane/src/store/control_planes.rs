@@ -242,14 +242,14 @@ fn conditions(org: Uuid, filter: &ControlPlaneFilter) -> (String, Vec<Arg>) {
             .iter()
             .map(|id| param(&mut args, Arg::Text(id.to_string())))
             .collect();
-        clauses.push(format!("id IN ({})", list.join(", ")));
+        clauses.push(one_of("id", &list));
     }
     if let Some(types) = &filter.cluster_types {
         let list: Vec<String> = types
             .iter()
             .map(|t| param(&mut args, Arg::Text(t.clone())))
             .collect();
-        clauses.push(format!("cluster_type IN ({})", list.join(", ")));
+        clauses.push(one_of("cluster_type", &list));
     }
     if let Some(cluster_type) = &filter.cluster_type_neq {
         clauses.push(format!(
@@ -511,5 +511,15 @@ impl Store {
             Some(row) => Ok(row.try_get("config_version")?),
             None => Err(StoreError::NotFound(format!("control plane {id}"))),
         }
+    }
+}
+
+/// `column IN (…)`; an empty list (an `oeq` of nothing, or id filters that share no id)
+/// matches no row, where SQL would refuse `IN ()`.
+fn one_of(column: &str, placeholders: &[String]) -> String {
+    if placeholders.is_empty() {
+        "1 = 0".to_string()
+    } else {
+        format!("{column} IN ({})", placeholders.join(", "))
     }
 }
