@@ -220,14 +220,10 @@ pub struct CursorPage {
 impl CursorPage {
     /// Reads `page[size]` and `page[after]`; does not check other parameters.
     pub fn from_query(query: &QueryParams) -> Result<Self, ApiError> {
-        let size = page_size(query, "page[size]")?;
-        let after = match query.get("page[after]") {
-            None | Some("") => None,
-            Some(raw) => Some(decode_cursor(raw).ok_or_else(|| {
-                ApiError::query("page[after]", "is not a cursor this API returned")
-            })?),
-        };
-        Ok(Self { size, after })
+        Ok(Self {
+            size: page_size(query, "page[size]")?,
+            after: read_cursor(query, "page[after]", "is not a cursor this API returned")?,
+        })
     }
 
     /// Rows to fetch: one more than the page, to learn whether another page follows.
@@ -242,13 +238,7 @@ impl CursorPage {
         total: i64,
         key: impl Fn(&T) -> String,
     ) -> CursorList<T> {
-        let more = items.len() as i64 > self.size;
-        items.truncate(self.size as usize);
-        let next = if more {
-            items.last().map(|last| encode_cursor(&key(last)))
-        } else {
-            None
-        };
+        let next = cut_page(&mut items, self.size, key);
         CursorList {
             items,
             page: CursorPageInfo { total, next },
@@ -286,15 +276,10 @@ pub struct KongPage {
 impl KongPage {
     /// Reads `size` and `offset`; does not check other parameters.
     pub fn from_query(query: &QueryParams) -> Result<Self, ApiError> {
-        let size = page_size(query, "size")?;
-        let after =
-            match query.get("offset") {
-                None | Some("") => None,
-                Some(raw) => Some(decode_cursor(raw).ok_or_else(|| {
-                    ApiError::query("offset", "is not an offset this API returned")
-                })?),
-            };
-        Ok(Self { size, after })
+        Ok(Self {
+            size: page_size(query, "size")?,
+            after: read_cursor(query, "offset", "is not an offset this API returned")?,
+        })
     }
 
     /// Rows to fetch: one more than the page, to learn whether another page follows.
@@ -311,13 +296,7 @@ impl KongPage {
         filters: &str,
         key: impl Fn(&T) -> String,
     ) -> KongList<T> {
-        let more = items.len() as i64 > self.size;
-        items.truncate(self.size as usize);
-        let offset = if more {
-            items.last().map(|last| encode_cursor(&key(last)))
-        } else {
-            None
-        };
+        let offset = cut_page(&mut items, self.size, key);
         let next = offset.as_ref().map(|offset| {
             let mut next = format!("{path}?offset={offset}");
             if self.size != DEFAULT_PAGE_SIZE {
@@ -347,6 +326,32 @@ pub struct KongList<T> {
     pub offset: Option<String>,
     /// The path of the next page; null on the last page.
     pub next: Option<String>,
+}
+
+/// An opaque cursor parameter (`page[after]`, `offset`), absent when empty.
+fn read_cursor(
+    query: &QueryParams,
+    param: &str,
+    refusal: &str,
+) -> Result<Option<String>, ApiError> {
+    match query.get(param) {
+        None | Some("") => Ok(None),
+        Some(raw) => decode_cursor(raw)
+            .map(Some)
+            .ok_or_else(|| ApiError::query(param, refusal)),
+    }
+}
+
+/// Cuts rows fetched with one extra (`fetch_limit`) to `size`; the cursor of the page's last
+/// row when another page follows.
+fn cut_page<T>(items: &mut Vec<T>, size: i64, key: impl Fn(&T) -> String) -> Option<String> {
+    let more = items.len() as i64 > size;
+    items.truncate(size as usize);
+    if more {
+        items.last().map(|last| encode_cursor(&key(last)))
+    } else {
+        None
+    }
 }
 
 fn encode_cursor(key: &str) -> String {
